@@ -1,0 +1,492 @@
+//! The TOML configuration: schema, built-in defaults (equal to the shipped `config/fimd.toml`),
+//! loading with precise errors (file, line, column, key) and validation.
+//! Never logs a secret: sink credentials are [`notify::Secret`]s.
+
+pub mod notify;
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use notify::{NotifyConfig, Secret};
+
+/// Where `fimd` looks when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/fimd/fimd.toml";
+
+/// The shipped default config, byte for byte; a test proves it parses to `Config::default()`.
+pub const SHIPPED_CONFIG: &str = include_str!("../../config/fimd.toml");
+
+/// An invalid configuration: always names the file, and the line, column and key when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    #[serde(default)]
+    pub content: ContentConfig,
+    /// One per monitored tree or file. A file without any `[[watch]]` gets the built-in ones.
+    #[serde(default = "default_watches")]
+    pub watch: Vec<WatchConfig>,
+    #[serde(default)]
+    pub sensitive: SensitiveConfig,
+    #[serde(default)]
+    pub users: UsersConfig,
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            daemon: DaemonConfig::default(),
+            content: ContentConfig::default(),
+            watch: default_watches(),
+            sensitive: SensitiveConfig::default(),
+            users: UsersConfig::default(),
+            notify: NotifyConfig::default(),
+        }
+    }
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// SQLite database; created 0600 in a 0700 directory.
+    pub database: PathBuf,
+    /// Full rescan period (1s and up).
+    #[serde(with = "humantime_serde")]
+    pub rescan_interval: Duration,
+    /// Changes to one path within this window give one event.
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// Hashing threads; 0 = number of CPUs.
+    pub hash_workers: usize,
+    /// Name used in alerts; empty = the system hostname.
+    pub host: String,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
+    pub log_level: String,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            database: PathBuf::from("/var/lib/fimd/fimd.db"),
+            rescan_interval: Duration::from_secs(3600),
+            debounce: Duration::from_millis(200),
+            hash_workers: 0,
+            host: String::new(),
+            log_level: "info".to_string(),
+        }
+    }
+}
+
+/// `[content]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContentConfig {
+    /// Keep contents and diffs only for text files up to this size.
+    pub max_bytes: u64,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            max_bytes: 1_048_576,
+        }
+    }
+}
+
+/// `[[watch]]`: one monitored tree or file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Literal path (never a glob), resolved once to its canonical form.
+    pub path: PathBuf,
+    /// `false`: direct children only. Ignored for a file.
+    #[serde(default = "yes")]
+    pub recursive: bool,
+    /// File name endings (`.conf`); a file is selected if it matches `extensions` OR `include`.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Always wins; excluded directories are not descended into.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[sensitive]`: only classifies, never selects.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveConfig {
+    /// Literal paths; a directory covers everything below it.
+    pub paths: Vec<PathBuf>,
+    /// Globs on the file name (no `/`) or the full path (with `/`).
+    pub patterns: Vec<String>,
+    /// Any file whose content holds a private key is sensitive, whatever its name.
+    pub detect_private_keys: bool,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            paths: [
+                "/etc/shadow",
+                "/etc/gshadow",
+                "/etc/passwd",
+                "/etc/shadow-",
+                "/etc/gshadow-",
+                "/etc/passwd-",
+                "/etc/security/opasswd",
+                "/etc/ssl/private",
+                "/etc/krb5.keytab",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            patterns: strings(&[
+                "*.key",
+                "*.pem",
+                "*shadow*",
+                "*passwd*",
+                "id_*",
+                "*.pfx",
+                "*.p12",
+                "ssh_host_*_key",
+                "*.keytab",
+            ]),
+            detect_private_keys: true,
+        }
+    }
+}
+
+/// `[users]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsersConfig {
+    /// Monitor ~/.ssh/authorized_keys and authorized_keys2 of root and every passwd user.
+    pub authorized_keys: bool,
+    pub passwd: PathBuf,
+}
+
+impl Default for UsersConfig {
+    fn default() -> Self {
+        UsersConfig {
+            authorized_keys: true,
+            passwd: PathBuf::from("/etc/passwd"),
+        }
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn watch(path: &str, extensions: &[&str], include: &[&str], exclude: &[&str]) -> WatchConfig {
+    WatchConfig {
+        path: PathBuf::from(path),
+        recursive: true,
+        extensions: strings(extensions),
+        include: strings(include),
+        exclude: strings(exclude),
+    }
+}
+
+/// The built-in watch list: what a Linux server needs watched.
+pub fn default_watches() -> Vec<WatchConfig> {
+    vec![
+        watch(
+            "/etc",
+            &[
+                ".conf", ".ini", ".cfg", ".cnf", ".crt", ".csr", ".der", ".pem", ".pfx", ".key",
+            ],
+            &[
+                "/etc/passwd",
+                "/etc/passwd-",
+                "/etc/group",
+                "/etc/group-",
+                "/etc/shadow",
+                "/etc/shadow-",
+                "/etc/gshadow",
+                "/etc/gshadow-",
+                "/etc/hosts",
+                "/etc/hosts.allow",
+                "/etc/hosts.deny",
+                "/etc/environment",
+                "/etc/rc.local",
+                "/etc/crontab",
+                "/etc/cron.*/**",
+                "/etc/anacrontab",
+                "/etc/init.d/**",
+                "/etc/systemd/**",
+                "/etc/ssh/**",
+                "/etc/sudoers",
+                "/etc/sudoers.d/**",
+                "/etc/pam.d/**",
+                "/etc/security/**",
+                "/etc/ld.so.preload",
+                "/etc/profile",
+                "/etc/profile.d/**",
+                "/etc/bash.bashrc",
+                "/etc/apache2/**",
+                "/etc/httpd/**",
+                "/etc/nginx/**",
+                "/etc/nagios*/**",
+                "/etc/ssl/**",
+                "/etc/pki/**",
+                "/etc/letsencrypt/**",
+                "/etc/krb5.keytab",
+            ],
+            &["/etc/mtab", "/etc/ld.so.cache", "/etc/adjtime"],
+        ),
+        watch("/lib/systemd/system", &[], &[], &[]),
+        watch("/usr/lib/systemd/system", &[], &[], &[]),
+        watch("/var/spool/cron", &[], &[], &[]),
+        watch("/usr/local/nagios/etc", &[], &[], &[]),
+        watch(
+            "/root",
+            &[],
+            &[],
+            &[
+                "/root/.cache/**",
+                ".bash_history",
+                ".zsh_history",
+                ".python_history",
+                ".lesshst",
+                ".viminfo",
+                ".wget-hsts",
+                ".mysql_history",
+                ".psql_history",
+            ],
+        ),
+    ]
+}
+
+impl Config {
+    /// Load `path`. `explicit` says the user named it: then a missing file is an error;
+    /// otherwise a missing file means the built-in defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let cfg = Config::parse(&text, path)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Parse TOML text; errors carry `path:line:column`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_col(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+
+    /// Checks serde cannot express. Glob syntax is checked when the policy is built.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        if self.daemon.rescan_interval < Duration::from_secs(1) {
+            return Err(bad("daemon.rescan_interval must be at least 1s".into()));
+        }
+        if self.daemon.debounce > Duration::from_secs(60) {
+            return Err(bad("daemon.debounce must be at most 60s".into()));
+        }
+        if self.daemon.database.as_os_str().is_empty() {
+            return Err(bad("daemon.database must not be empty".into()));
+        }
+        if self.daemon.log_level.parse::<tracing::Level>().is_err() {
+            return Err(bad(format!(
+                "daemon.log_level {:?} is not one of error, warn, info, debug, trace",
+                self.daemon.log_level
+            )));
+        }
+        for (i, w) in self.watch.iter().enumerate() {
+            if !w.path.is_absolute() {
+                return Err(bad(format!(
+                    "watch[{i}].path {:?} must be absolute",
+                    w.path
+                )));
+            }
+            if let Some(e) = w
+                .extensions
+                .iter()
+                .find(|e| e.is_empty() || e.contains('/'))
+            {
+                return Err(bad(format!(
+                    "watch[{i}].extensions: {e:?} is not a file name ending"
+                )));
+            }
+        }
+        for (i, p) in self.sensitive.paths.iter().enumerate() {
+            if !p.is_absolute() {
+                return Err(bad(format!("sensitive.paths[{i}] {p:?} must be absolute")));
+            }
+        }
+        let n = &self.notify;
+        if n.backoff_initial.is_zero() || n.backoff_initial > n.backoff_max {
+            return Err(bad(
+                "notify.backoff_initial must be > 0 and <= notify.backoff_max".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Hashing threads to use (`hash_workers`, 0 = CPUs).
+    pub fn hash_workers(&self) -> usize {
+        match self.daemon.hash_workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        }
+    }
+
+    /// The host name for events and alerts.
+    pub fn host(&self) -> String {
+        if !self.daemon.host.is_empty() {
+            return self.daemon.host.clone();
+        }
+        system_hostname()
+    }
+}
+
+/// The kernel's host name, or `localhost` when it cannot be read.
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_equals_builtin_defaults() {
+        let shipped = Config::parse(SHIPPED_CONFIG, Path::new("config/fimd.toml"));
+        let shipped = shipped.map_err(|e| e.to_string());
+        assert_eq!(shipped, Ok(Config::default()));
+    }
+
+    #[test]
+    fn unknown_key_names_key_line_and_column() {
+        let text = "[daemon]\ndebounce = \"1s\"\nbogus_key = 3\n";
+        let err = Config::parse(text, Path::new("/x/fimd.toml"))
+            .map(|_| ())
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("/x/fimd.toml:3:1: "), "{msg}");
+        assert!(msg.contains("bogus_key"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_watch_and_sink() {
+        let text = "[[watch]]\npath = \"/etc\"\nrecursiv = true\n";
+        let msg = Config::parse(text, Path::new("f"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("recursiv") && msg.starts_with("f:3:1"),
+            "{msg}"
+        );
+        let text = "[notify.slack]\nwebhook_url = \"https://x\"\nchannel = \"#a\"\n";
+        let msg = Config::parse(text, Path::new("f"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("channel") && msg.starts_with("f:3:1"), "{msg}");
+    }
+
+    #[test]
+    fn durations_and_partial_sections() {
+        let text = "[daemon]\ndebounce = \"250ms\"\nrescan_interval = \"2h\"\n";
+        let cfg = Config::parse(text, Path::new("f")).map_err(|e| e.to_string());
+        let cfg = cfg.unwrap_or_default();
+        assert_eq!(cfg.daemon.debounce, Duration::from_millis(250));
+        assert_eq!(cfg.daemon.rescan_interval, Duration::from_secs(7200));
+        assert_eq!(cfg.daemon.database, DaemonConfig::default().database);
+        assert_eq!(cfg.watch, default_watches());
+        let bad = Config::parse("[daemon]\ndebounce = \"soon\"\n", Path::new("f"));
+        assert!(bad
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+            .starts_with("f:2:12"));
+    }
+
+    #[test]
+    fn validation() {
+        let mut cfg = Config::default();
+        cfg.daemon.rescan_interval = Duration::from_millis(500);
+        assert!(cfg.validate(Path::new("f")).is_err());
+        let mut cfg = Config::default();
+        cfg.watch[0].path = PathBuf::from("etc");
+        assert!(cfg
+            .validate(Path::new("f"))
+            .unwrap_err()
+            .to_string()
+            .contains("absolute"));
+        assert!(Config::default().validate(Path::new("f")).is_ok());
+    }
+}

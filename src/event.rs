@@ -1,0 +1,260 @@
+//! The change event: DESIGN.md's JSON shape, shared by `check --json`, `events --json`, the
+//! journal and every alert sink. Holds metadata, hashes and (for non-sensitive text files) a
+//! diff; never the content of a sensitive file.
+//!
+//! Paths that are not valid UTF-8 are reported unambiguously: `path` then holds the lossy text
+//! (invalid bytes become U+FFFD) and `path_hex` holds the exact bytes in hex. `path_hex` is
+//! absent for every UTF-8 path. `link_target` / `link_target_hex` in a state object follow the
+//! same rule.
+
+use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::state::{FileKind, FileState};
+use crate::timefmt::rfc3339_ns;
+
+/// `added`, `removed` or `modified`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Added,
+    Removed,
+    Modified,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Added => "added",
+            EventKind::Removed => "removed",
+            EventKind::Modified => "modified",
+        }
+    }
+    pub fn parse(s: &str) -> Option<EventKind> {
+        match s {
+            "added" => Some(EventKind::Added),
+            "removed" => Some(EventKind::Removed),
+            "modified" => Some(EventKind::Modified),
+            _ => None,
+        }
+    }
+    /// AIDE-compatible exit-code bit: 1 added, 2 removed, 4 changed.
+    pub fn exit_bit(self) -> u8 {
+        match self {
+            EventKind::Added => 1,
+            EventKind::Removed => 2,
+            EventKind::Modified => 4,
+        }
+    }
+}
+
+/// Which part of fimd noticed the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Inotify,
+    Rescan,
+    Check,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Inotify => "inotify",
+            Source::Rescan => "rescan",
+            Source::Check => "check",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "inotify" => Some(Source::Inotify),
+            "rescan" => Some(Source::Rescan),
+            "check" => Some(Source::Check),
+            _ => None,
+        }
+    }
+}
+
+/// One version of a path as shown in an event (`old` / `new`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateJson {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub size: u64,
+    pub mode: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: String,
+    pub ctime: String,
+    pub inode: u64,
+    pub nlink: u64,
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target_hex: Option<String>,
+}
+
+impl From<&FileState> for StateJson {
+    fn from(s: &FileState) -> Self {
+        let (link_target, link_target_hex) = match &s.link_target {
+            Some(t) => {
+                let (text, hex) = bytes_for_json(t);
+                (Some(text), hex)
+            }
+            None => (None, None),
+        };
+        StateJson {
+            kind: s.kind.as_str().to_string(),
+            size: s.size,
+            mode: format!("{:04o}", s.mode & 0o7777),
+            uid: s.uid,
+            gid: s.gid,
+            mtime: rfc3339_ns(s.mtime_ns),
+            ctime: rfc3339_ns(s.ctime_ns),
+            inode: s.inode,
+            nlink: s.nlink,
+            sha256: s.sha256.map(hex::encode),
+            link_target,
+            link_target_hex,
+        }
+    }
+}
+
+impl StateJson {
+    /// The file kind, if the stored name is one fimd knows.
+    pub fn file_kind(&self) -> Option<FileKind> {
+        FileKind::parse(&self.kind)
+    }
+}
+
+/// One change, exactly as every output and sink shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Database id; `null` for `check --dry-run`, which records nothing.
+    pub id: Option<i64>,
+    /// When fimd recorded the change (after debounce and hashing), RFC 3339 UTC.
+    pub time: String,
+    pub host: String,
+    pub source: Source,
+    pub event: EventKind,
+    /// The path as text (lossy when not UTF-8; then `path_hex` is set).
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    pub changed: Vec<String>,
+    pub old: Option<StateJson>,
+    pub new: Option<StateJson>,
+    pub sensitive: bool,
+    pub diff: Option<String>,
+}
+
+impl Event {
+    /// The exact path bytes.
+    pub fn path_buf(&self) -> PathBuf {
+        match self.path_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
+            Some(bytes) => PathBuf::from(OsStr::from_bytes(&bytes)),
+            None => PathBuf::from(&self.path),
+        }
+    }
+}
+
+/// `(text, hex)`: text as-is when valid UTF-8 (hex `None`), else lossy text plus exact hex.
+pub fn bytes_for_json(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(hex::encode(bytes)),
+        ),
+    }
+}
+
+/// `(path, path_hex)` for an event.
+pub fn path_for_json(path: &Path) -> (String, Option<String>) {
+    bytes_for_json(path.as_os_str().as_bytes())
+}
+
+/// A path for one line of human output: invalid UTF-8 bytes as `\xNN`, control characters
+/// (a newline in a file name) and backslashes escaped, so one path is always one line.
+pub fn display_path(path: &Path) -> String {
+    escape_bytes(path.as_os_str().as_bytes())
+}
+
+/// See [`display_path`].
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_utf8_paths_round_trip_and_are_marked() {
+        let p = PathBuf::from(OsStr::from_bytes(b"/etc/caf\xe9\n.conf"));
+        let (text, hex) = path_for_json(&p);
+        assert!(text.contains('\u{fffd}'));
+        let hex = hex.unwrap_or_default();
+        assert_eq!(hex, "2f6574632f636166e90a2e636f6e66");
+        assert_eq!(display_path(&p), "/etc/caf\\xe9\\n.conf");
+        let ev = Event {
+            id: Some(1),
+            time: String::new(),
+            host: "h".into(),
+            source: Source::Check,
+            event: EventKind::Added,
+            path: text,
+            path_hex: Some(hex),
+            changed: vec![],
+            old: None,
+            new: None,
+            sensitive: false,
+            diff: None,
+        };
+        assert_eq!(ev.path_buf(), p);
+        let utf8 = path_for_json(Path::new("/etc/ok conf"));
+        assert_eq!(utf8, ("/etc/ok conf".to_string(), None));
+    }
+
+    #[test]
+    fn state_json_mode_is_four_octal_digits() {
+        let s = FileState {
+            kind: FileKind::File,
+            size: 1,
+            mode: 0o4755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 1,
+            nlink: 1,
+            sha256: Some([0xab; 32]),
+            link_target: None,
+        };
+        let j = StateJson::from(&s);
+        assert_eq!(j.mode, "4755");
+        assert_eq!(j.sha256.as_deref().map(str::len), Some(64));
+        let v = serde_json::to_value(&j).unwrap_or_default();
+        assert_eq!(v["type"], "file");
+        assert!(v.get("link_target").is_none());
+    }
+}

@@ -1,0 +1,83 @@
+//! RFC 3339 UTC timestamps from nanoseconds since the epoch, for any i64 (files can carry
+//! mtimes before 1970 or far in the future; formatting must never panic).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds since the Unix epoch, now (negative if the clock is before 1970).
+pub fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+    }
+}
+
+/// `2026-11-30T08:00:00.123456789Z`.
+pub fn rfc3339_ns(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+/// Parse an RFC 3339 time (`2026-11-30T08:00:00Z`, fractional seconds and offsets allowed) or a
+/// duration meaning "that long ago" (`1h`, `2days`). Returns nanoseconds since the epoch.
+pub fn parse_since(text: &str) -> Option<i64> {
+    if let Ok(d) = humantime::parse_duration(text) {
+        let ago = i64::try_from(d.as_nanos()).ok()?;
+        return Some(now_ns().saturating_sub(ago));
+    }
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let d = t.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_nanos()).ok()
+}
+
+/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_ns(1_764_489_600_000_000_001),
+            "2025-11-30T08:00:00.000000001Z"
+        );
+        assert_eq!(rfc3339_ns(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            rfc3339_ns(951_782_400 * 1_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+        // Extremes must not panic.
+        let _ = rfc3339_ns(i64::MIN);
+        let _ = rfc3339_ns(i64::MAX);
+    }
+
+    #[test]
+    fn parses_since() {
+        assert_eq!(parse_since("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        let ago = parse_since("1h").unwrap_or(0);
+        assert!((now_ns() - ago - 3_600_000_000_000).abs() < 5_000_000_000);
+        assert_eq!(parse_since("yesterday-ish"), None);
+    }
+}
