@@ -7,7 +7,15 @@
 //!   -> journal record -> outbox worker -> sinks
 //! ```
 
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod event;
+pub mod logging;
+pub mod pipeline;
+pub mod policy;
+pub mod scan;
 pub mod state;
+pub mod store;
 pub mod timefmt;

@@ -191,7 +191,8 @@ mod tests {
     #[test]
     fn table() {
         let base = file();
-        let cases: Vec<(&str, Box<dyn Fn(&mut FileState)>, Vec<&str>)> = vec![
+        type Mutate = Box<dyn Fn(&mut FileState)>;
+        let cases: Vec<(&str, Mutate, Vec<&str>)> = vec![
             ("same", Box::new(|_| {}), vec![]),
             (
                 "content",
@@ -268,4 +269,15 @@ mod tests {
         b.link_target = Some(b"/etc/b".to_vec());
         assert_eq!(names(compare(&a, &b)), vec!["link_target"]);
     }
+}
+
+/// A baseline row as the pipeline needs it: the recorded state plus bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub state: FileState,
+    /// Sensitive when recorded (by name or by content).
+    pub sensitive: bool,
+    /// Wall clock when the content was read; a file changed within the same timestamp tick
+    /// (mtime/ctime not clearly before this) must be re-hashed (git's "racy clean" problem).
+    pub hashed_at_ns: i64,
 }

@@ -1,0 +1,144 @@
+//! The command line (clap derive). Seed-compatible: `fimd --init` is `fimd init`, a bare
+//! `fimd` is `fimd check`, and the original script's eleven notifier flags (with their
+//! environment variables) work on every command. Secret values are never shown in `--help`.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// fimd: file integrity monitoring daemon (SHA-256 + metadata baseline in SQLite, inotify,
+/// alerts to the journal, Slack, Teams, Jira, ServiceNow, Rapid7 and webhooks).
+#[derive(Debug, Parser)]
+#[command(name = "fimd", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file [default: /etc/fimd/fimd.toml; built-in defaults when it is absent]
+    #[arg(long, global = true, env = "FIMD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Same as the `init` command (compatibility with the original script).
+    #[arg(long = "init", hide = true)]
+    pub legacy_init: bool,
+
+    #[command(flatten)]
+    pub sinks: SinkArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The original script's notifier flags. Precedence: flag > environment > systemd credential
+/// (`$CREDENTIALS_DIRECTORY/<flag name>`) > config file.
+#[derive(Debug, Default, Clone, Args)]
+pub struct SinkArgs {
+    /// ServiceNow instance name (https://NAME.service-now.com)
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICENOW_INSTANCE",
+        hide_env_values = true
+    )]
+    pub servicenow_instance: Option<String>,
+    /// ServiceNow user
+    #[arg(long, global = true, env = "SERVICENOW_USER", hide_env_values = true)]
+    pub servicenow_user: Option<String>,
+    /// ServiceNow password
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICENOW_PASSWORD",
+        hide_env_values = true
+    )]
+    pub servicenow_password: Option<String>,
+    /// Rapid7 InsightConnect API key
+    #[arg(long, global = true, env = "RAPID7_API_KEY", hide_env_values = true)]
+    pub rapid7_api_key: Option<String>,
+    /// Rapid7 InsightConnect workflow id
+    #[arg(
+        long,
+        global = true,
+        env = "RAPID7_WORKFLOW_ID",
+        hide_env_values = true
+    )]
+    pub rapid7_workflow_id: Option<String>,
+    /// Jira base URL
+    #[arg(long, global = true, env = "JIRA_URL", hide_env_values = true)]
+    pub jira_url: Option<String>,
+    /// Jira user (Cloud: the account e-mail)
+    #[arg(long, global = true, env = "JIRA_USER", hide_env_values = true)]
+    pub jira_user: Option<String>,
+    /// Jira API token
+    #[arg(long, global = true, env = "JIRA_API_TOKEN", hide_env_values = true)]
+    pub jira_api_token: Option<String>,
+    /// Jira project key
+    #[arg(long, global = true, env = "JIRA_PROJECT_KEY", hide_env_values = true)]
+    pub jira_project_key: Option<String>,
+    /// Slack incoming webhook URL
+    #[arg(long, global = true, env = "SLACK_WEBHOOK_URL", hide_env_values = true)]
+    pub slack_webhook_url: Option<String>,
+    /// Microsoft Teams Workflows webhook URL
+    #[arg(long, global = true, env = "TEAMS_WEBHOOK_URL", hide_env_values = true)]
+    pub teams_webhook_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the baseline (progress bar on a terminal); refuses to replace one without --force.
+    Init {
+        /// Replace an existing baseline (the event history is kept).
+        #[arg(long)]
+        force: bool,
+    },
+    /// One full scan now: records events, advances the baseline, queues and sends alerts.
+    /// Exit code: 0 nothing changed, else the OR of 1 added, 2 removed, 4 changed.
+    Check {
+        /// One JSON event per line on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Compare only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Re-hash every file, even those whose metadata equals the baseline.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run the daemon (systemd Type=notify); builds the baseline first if there is none.
+    Run,
+    /// The recorded alert history, oldest first.
+    Events {
+        #[arg(long)]
+        json: bool,
+        /// RFC 3339 time (2026-11-30T08:00:00Z) or a duration ago (1h, 2days).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only paths matching this glob (`*` stays within a directory, `**` crosses).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Only the last N events.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Print the stored diff of one event.
+    Diff {
+        #[arg(value_name = "EVENT-ID")]
+        id: i64,
+    },
+    /// Baseline size, last full scan, watches, outbox backlog and failures.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one test alert to every configured sink and report each result.
+    NotifyTest,
+    /// Validate the config; print the effective targets and which sinks are on.
+    ConfigCheck,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}

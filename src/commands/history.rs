@@ -1,0 +1,117 @@
+//! Read-only commands over the database: `events`, `diff`, `status`. They work while the
+//! daemon runs (WAL readers).
+
+use super::setup::{print_stdout, Context};
+use super::{CmdError, Exit};
+use crate::event::display_path;
+use crate::policy::Patterns;
+use crate::store::EventFilter;
+
+pub async fn events(
+    ctx: &Context,
+    json: bool,
+    since: Option<String>,
+    path: Option<String>,
+    limit: Option<usize>,
+) -> Result<Exit, CmdError> {
+    let since_ns = match since {
+        Some(s) => Some(crate::timefmt::parse_since(&s).ok_or_else(|| {
+            CmdError::Usage(format!("--since {s:?}: expected an RFC 3339 time (2026-11-30T08:00:00Z) or a duration (1h)"))
+        })?),
+        None => None,
+    };
+    let path = match path {
+        Some(g) => Some(Patterns::new(&[g], "--path").map_err(CmdError::Usage)?),
+        None => None,
+    };
+    let store = ctx.open_existing_store().await?;
+    let events = store
+        .events(&EventFilter {
+            since_ns,
+            path,
+            limit,
+        })
+        .await?;
+    let mut out = String::new();
+    for e in &events {
+        if json {
+            out += &serde_json::to_string(e)
+                .map_err(|e| CmdError::Io(format!("cannot encode event: {e}")))?;
+            out.push('\n');
+        } else {
+            let id = e.id.unwrap_or(0);
+            let diff = if e.diff.is_some() { "  [diff]" } else { "" };
+            let line = super::scan::human_line(e);
+            out += &format!(
+                "{id:>6}  {}  {:<7} {}{diff}\n",
+                e.time,
+                e.source.as_str(),
+                line.trim_end()
+            );
+        }
+    }
+    print_stdout(&out)?;
+    Ok(Exit::Clean)
+}
+
+pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
+    let store = ctx.open_existing_store().await?;
+    let event = store
+        .events_by_ids(&[id])
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CmdError::Usage(format!("no event {id}")))?;
+    match &event.diff {
+        Some(d) => print_stdout(d)?,
+        None => {
+            let why = if event.sensitive {
+                "the file is sensitive: its content is never stored"
+            } else if event.event != crate::event::EventKind::Modified {
+                "added and removed events have no diff"
+            } else {
+                "only metadata changed, or the file is binary or larger than content.max_bytes"
+            };
+            eprintln!(
+                "fimd: event {id} ({}) has no diff: {why}",
+                display_path(&event.path_buf())
+            );
+        }
+    }
+    Ok(Exit::Clean)
+}
+
+pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
+    let store = ctx.open_existing_store().await?;
+    let s = store.status().await?;
+    let out = if json {
+        serde_json::to_string_pretty(&s)
+            .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
+            + "\n"
+    } else {
+        let mut o = format!("database: {} ({} bytes)\n", s.database, s.database_bytes);
+        o += &format!(
+            "baseline: {} entries ({} files, the rest directories)\n",
+            s.baseline_entries, s.baseline_files
+        );
+        o += &format!(
+            "baseline built: {}\n",
+            s.baseline_at.as_deref().unwrap_or("never (run fimd init)")
+        );
+        o += &format!(
+            "last full scan: {}\n",
+            s.last_full_scan.as_deref().unwrap_or("never")
+        );
+        o += &format!("events: {}\n", s.events);
+        o += &format!(
+            "outbox: {} pending, {} parked, {} failed\n",
+            s.outbox_pending, s.outbox_parked, s.outbox_failed
+        );
+        for (k, v) in &s.daemon {
+            o += &format!("daemon {k}: {v}\n");
+        }
+        o
+    };
+    print_stdout(&out)?;
+    Ok(Exit::Clean)
+}

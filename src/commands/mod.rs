@@ -1,0 +1,102 @@
+//! Command dispatch: turns the parsed CLI into a loaded config, a store and a pipeline, runs
+//! one command and maps the outcome to an AIDE-compatible exit code. The only place (with
+//! `main`) that prints to stdout.
+
+mod history;
+mod scan;
+mod setup;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+use crate::config::ConfigError;
+use crate::store::StoreError;
+
+/// How fimd exits (DESIGN.md): 0 clean; for `check` the OR of 1 added, 2 removed, 4 changed;
+/// 15 invalid argument; 17 invalid configuration; 18 I/O or database error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Clean,
+    Changes(u8),
+    Usage,
+    Config,
+    Io,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> ExitCode {
+        ExitCode::from(match e {
+            Exit::Clean => 0,
+            Exit::Changes(bits) => bits & 7,
+            Exit::Usage => 15,
+            Exit::Config => 17,
+            Exit::Io => 18,
+        })
+    }
+}
+
+/// A command failure: one line for the user, and its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl CmdError {
+    pub fn exit(&self) -> Exit {
+        match self {
+            CmdError::Usage(_) => Exit::Usage,
+            CmdError::Config(_) => Exit::Config,
+            CmdError::Store(_) | CmdError::Io(_) => Exit::Io,
+        }
+    }
+}
+
+/// Run the command the user asked for.
+pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
+    let command = match (cli.command, cli.legacy_init) {
+        (Some(_), true) => {
+            return Err(CmdError::Usage(
+                "--init cannot be combined with a command".into(),
+            ))
+        }
+        (None, true) => Command::Init { force: false },
+        (None, false) => Command::Check {
+            json: false,
+            dry_run: false,
+            full: false,
+        },
+        (Some(c), false) => c,
+    };
+    let events_on_stderr = matches!(command, Command::Run);
+    let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr)?;
+    match command {
+        Command::Init { force } => scan::init(&ctx, force).await,
+        Command::Check {
+            json,
+            dry_run,
+            full,
+        } => scan::check(&ctx, json, dry_run, full).await,
+        Command::Events {
+            json,
+            since,
+            path,
+            limit,
+        } => history::events(&ctx, json, since, path, limit).await,
+        Command::Diff { id } => history::diff(&ctx, id).await,
+        Command::Status { json } => history::status(&ctx, json).await,
+        Command::ConfigCheck => setup::config_check(&ctx),
+        Command::Run => Err(CmdError::Usage(
+            "`fimd run` (the daemon) is not built yet".into(),
+        )),
+        Command::NotifyTest => Err(CmdError::Usage(
+            "`fimd notify-test` (alert sinks) is not built yet".into(),
+        )),
+    }
+}

@@ -1,0 +1,134 @@
+//! `init` and `check`: full scans through the pipeline.
+
+use std::io::IsTerminal;
+use std::time::Instant;
+
+use super::setup::{print_stdout, Context};
+use super::{CmdError, Exit};
+use crate::event::{display_path, Event, EventKind, Source};
+use crate::pipeline::Mode;
+use crate::store::StoreError;
+
+/// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
+/// an interrupted init left no complete baseline, so a plain `init` recovers from it.
+pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
+    let store = ctx.open_store().await?;
+    if store.has_baseline().await? && !force {
+        return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
+    }
+    store.clear_baseline().await?;
+    let started = Instant::now();
+    let bar = progress_bar();
+    let pipeline = ctx.pipeline(store.clone(), true)?;
+    let report = pipeline
+        .full_scan(Mode::Baseline, Source::Check, &|n| bar.set_position(n))
+        .await;
+    bar.finish_and_clear();
+    let report = report?;
+    store.close().await;
+    tracing::info!(
+        entries = report.entries,
+        hashed = report.hashed,
+        seconds = started.elapsed().as_secs_f64(),
+        "baseline built"
+    );
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "fimd: baseline of {} entries ({} files hashed) in {:.2} s: {}",
+            report.entries,
+            report.hashed,
+            started.elapsed().as_secs_f64(),
+            ctx.cfg.daemon.database.display()
+        );
+    }
+    Ok(Exit::Clean)
+}
+
+/// `check [--json] [--dry-run] [--full]`: one full scan; exit code = OR of the change bits.
+pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Result<Exit, CmdError> {
+    let store = if dry_run {
+        ctx.open_existing_store().await?
+    } else {
+        ctx.open_store().await?
+    };
+    if !store.has_baseline().await? {
+        return Err(StoreError::NoBaseline(store.path().to_path_buf()).into());
+    }
+    let started = Instant::now();
+    let pipeline = ctx.pipeline(store.clone(), full)?;
+    let mode = if dry_run { Mode::DryRun } else { Mode::Record };
+    let report = pipeline.full_scan(mode, Source::Check, &|_| {}).await?;
+    store.close().await;
+    let mut out = String::new();
+    for e in &report.events {
+        if json {
+            out += &serde_json::to_string(e)
+                .map_err(|e| CmdError::Io(format!("cannot encode event: {e}")))?;
+            out.push('\n');
+        } else {
+            out += &human_line(e);
+        }
+    }
+    print_stdout(&out)?;
+    if !report.events.is_empty() || std::io::stderr().is_terminal() {
+        eprintln!(
+            "fimd: {} ({} entries, {} hashed, {:.2} s{})",
+            summary(&report.events),
+            report.entries,
+            report.hashed,
+            started.elapsed().as_secs_f64(),
+            if dry_run {
+                ", dry run: nothing recorded"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(match report.exit_bits() {
+        0 => Exit::Clean,
+        bits => Exit::Changes(bits),
+    })
+}
+
+/// `modified  /etc/ssh/sshd_config  (sha256 size mtime)`.
+pub fn human_line(e: &Event) -> String {
+    let changed = if e.changed.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", e.changed.join(" "))
+    };
+    let sensitive = if e.sensitive { "  [sensitive]" } else { "" };
+    format!(
+        "{:<9} {}{changed}{sensitive}\n",
+        e.event.as_str(),
+        display_path(&e.path_buf())
+    )
+}
+
+fn summary(events: &[Event]) -> String {
+    if events.is_empty() {
+        return "no changes".to_string();
+    }
+    let n = |k: EventKind| events.iter().filter(|e| e.event == k).count();
+    format!(
+        "{} changes: {} added, {} removed, {} modified",
+        events.len(),
+        n(EventKind::Added),
+        n(EventKind::Removed),
+        n(EventKind::Modified)
+    )
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {pos} entries scanned ({per_sec}) {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

@@ -1,0 +1,155 @@
+//! Loading what every command needs: the config (explicit path, default path or built-in
+//! defaults), the compiled policy, the store and the pipeline; and `config-check`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{CmdError, Exit};
+use crate::cli::SinkArgs;
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::event::display_path;
+use crate::pipeline::Pipeline;
+use crate::policy::Policy;
+use crate::scan::ScanSettings;
+use crate::store::Store;
+
+/// The loaded configuration and compiled policy.
+pub struct Context {
+    pub cfg: Config,
+    pub config_path: PathBuf,
+    /// False when no config file exists and the built-in defaults apply.
+    pub config_found: bool,
+    pub policy: Arc<Policy>,
+}
+
+impl Context {
+    pub fn load(
+        explicit: Option<&Path>,
+        _sinks: &SinkArgs,
+        events_on_stderr: bool,
+    ) -> Result<Context, CmdError> {
+        let config_path = explicit
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let config_found = config_path.exists();
+        let cfg = Config::load(&config_path, explicit.is_some())?;
+        crate::logging::init(&cfg.daemon.log_level, events_on_stderr);
+        let policy = Policy::from_config(&cfg, &config_path)?;
+        for w in &policy.warnings {
+            tracing::warn!("{w}");
+        }
+        Ok(Context {
+            cfg,
+            config_path,
+            config_found,
+            policy: Arc::new(policy),
+        })
+    }
+
+    pub async fn open_store(&self) -> Result<Store, CmdError> {
+        Ok(Store::open(&self.cfg.daemon.database).await?)
+    }
+
+    pub async fn open_existing_store(&self) -> Result<Store, CmdError> {
+        Ok(Store::open_existing(&self.cfg.daemon.database).await?)
+    }
+
+    pub fn scan_settings(&self, full: bool) -> ScanSettings {
+        ScanSettings {
+            max_bytes: self.cfg.content.max_bytes,
+            detect_private_keys: self.cfg.sensitive.detect_private_keys,
+            full,
+        }
+    }
+
+    pub fn pipeline(&self, store: Store, full: bool) -> Result<Pipeline, CmdError> {
+        Pipeline::new(
+            store,
+            self.policy.clone(),
+            self.scan_settings(full),
+            self.cfg.host(),
+            self.cfg.notify.sink_names(),
+            self.cfg.hash_workers(),
+        )
+        .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))
+    }
+}
+
+/// `config-check`: the config is valid (or we never got here); print what it means.
+pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
+    let mut out = String::new();
+    let cfg = &ctx.cfg;
+    let source = if ctx.config_found {
+        String::new()
+    } else {
+        " (not found: built-in defaults)".to_string()
+    };
+    out += &format!("config: {}{source}: OK\n", ctx.config_path.display());
+    out += &format!("database: {}\n", cfg.daemon.database.display());
+    out += &format!("host: {}\n", cfg.host());
+    out += &format!(
+        "rescan_interval: {}, debounce: {}, hash_workers: {}\n",
+        humantime::format_duration(cfg.daemon.rescan_interval),
+        humantime::format_duration(cfg.daemon.debounce),
+        cfg.hash_workers()
+    );
+    out += "targets:\n";
+    for w in ctx.policy.watches.iter() {
+        let state = if w.exists { "" } else { " (missing)" };
+        let canon = if w.root != w.configured {
+            format!(" -> {}", display_path(&w.root))
+        } else {
+            String::new()
+        };
+        let kind = if w.is_dir {
+            if w.recursive {
+                "tree"
+            } else {
+                "directory"
+            }
+        } else {
+            "file"
+        };
+        out += &format!("  {kind} {}{canon}{state}\n", display_path(&w.configured));
+    }
+    for (i, w) in cfg.watch.iter().enumerate() {
+        if !w.extensions.is_empty() || !w.include.is_empty() || !w.exclude.is_empty() {
+            out += &format!(
+                "  watch[{i}] {}: extensions {:?}, {} include, {} exclude globs\n",
+                w.path.display(),
+                w.extensions,
+                w.include.len(),
+                w.exclude.len()
+            );
+        }
+    }
+    let s = &cfg.sensitive;
+    out += &format!(
+        "sensitive: {} paths, {} patterns, detect_private_keys = {}\n",
+        s.paths.len(),
+        s.patterns.len(),
+        s.detect_private_keys
+    );
+    let sinks = cfg.notify.sink_names();
+    out += &format!(
+        "sinks: {}\n",
+        if sinks.is_empty() {
+            "none configured".to_string()
+        } else {
+            sinks.join(", ")
+        }
+    );
+    print_stdout(&out)?;
+    Ok(Exit::Clean)
+}
+
+/// Print to stdout; a closed pipe (`fimd events | head`) is not an error worth a message.
+pub fn print_stdout(text: &str) -> Result<(), CmdError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CmdError::Io(format!("cannot write to stdout: {e}"))),
+    }
+}

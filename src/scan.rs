@@ -1,0 +1,439 @@
+//! Looking at the disk: walking the roots (never following symlinks), `lstat`, streaming
+//! SHA-256 through a fixed buffer, reading text content for diffs, and recognising private
+//! keys by content. Never opens FIFOs, sockets or devices; never aborts on one bad file.
+//! Never logs or returns a sensitive file's bytes: its buffer is wiped before it is dropped.
+
+use memchr::memmem;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::fs::Metadata;
+use std::io::{ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::policy::Policy;
+use crate::state::{FileKind, FileState, Recorded};
+use crate::timefmt::now_ns;
+
+/// How much of a file's content the scanner keeps, and whether it looks for keys.
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// Keep the content of text files up to this size (for diffs).
+    pub max_bytes: u64,
+    pub detect_private_keys: bool,
+    /// Re-hash every file even when its metadata equals the baseline (`check --full`).
+    pub full: bool,
+}
+
+/// One path as read now.
+#[derive(Debug, Clone)]
+pub struct Scanned {
+    pub path: PathBuf,
+    pub state: FileState,
+    /// By name/path or by content.
+    pub sensitive: bool,
+    /// UTF-8 text without NUL, at most `max_bytes`, never for a sensitive file.
+    pub text: Option<Vec<u8>>,
+    pub hashed_at_ns: i64,
+}
+
+/// What the scanner found for one path.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Read now (hashed if a regular file).
+    Entry(Scanned),
+    /// Metadata equals the baseline and the baseline is not racy: not re-read.
+    Same(PathBuf),
+    /// Gone between listing and reading (or never there).
+    Vanished(PathBuf),
+}
+
+impl Outcome {
+    pub fn path(&self) -> &Path {
+        match self {
+            Outcome::Entry(s) => &s.path,
+            Outcome::Same(p) | Outcome::Vanished(p) => p,
+        }
+    }
+}
+
+/// Files changed this close to their hashing time are re-hashed (timestamps come from a coarse
+/// kernel clock, so a write right after our read can carry an mtime at or before it).
+const RACY_NS: i64 = 1_000_000_000;
+
+const READ_BUF: usize = 256 * 1024;
+
+/// The metadata part of a state, from `lstat`/`fstat`.
+pub fn state_from_meta(meta: &Metadata) -> FileState {
+    FileState {
+        kind: FileKind::from_file_type(meta.file_type()),
+        size: meta.size(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        ctime_ns: meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec()),
+        inode: meta.ino(),
+        nlink: meta.nlink(),
+        sha256: None,
+        link_target: None,
+    }
+}
+
+/// Look at one path: `lstat`, then hash a regular file (unless the fast path applies), read a
+/// symlink's target, record anything else without opening it.
+pub fn scan_path(
+    path: &Path,
+    policy: &Policy,
+    settings: &ScanSettings,
+    known: Option<&Recorded>,
+) -> Outcome {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if is_gone(&e) => return Outcome::Vanished(path.to_path_buf()),
+        Err(e) => {
+            tracing::warn!(path = %crate::event::display_path(path), error = %e, "cannot stat file; keeping its baseline");
+            return match known {
+                Some(_) => Outcome::Same(path.to_path_buf()),
+                None => Outcome::Vanished(path.to_path_buf()),
+            };
+        }
+    };
+    let mut state = state_from_meta(&meta);
+    let name_sensitive = policy.is_sensitive_path(path);
+    let mut scanned = Scanned {
+        path: path.to_path_buf(),
+        state: state.clone(),
+        sensitive: name_sensitive,
+        text: None,
+        hashed_at_ns: 0,
+    };
+    match state.kind {
+        FileKind::Symlink => {
+            scanned.state.link_target = std::fs::read_link(path)
+                .ok()
+                .map(|t| t.as_os_str().as_bytes().to_vec());
+        }
+        FileKind::File => {
+            if known.is_some_and(|k| {
+                !settings.full && unchanged_and_settled(&k.state, &state, k.hashed_at_ns)
+            }) {
+                return Outcome::Same(path.to_path_buf());
+            }
+            scanned.hashed_at_ns = now_ns();
+            match hash_file(path, &meta, settings, name_sensitive) {
+                Ok(Some(read)) => {
+                    state = read.state;
+                    state.sha256 = Some(read.sha256);
+                    scanned.state = state;
+                    scanned.sensitive = name_sensitive || read.holds_private_key;
+                    scanned.text = read.text;
+                }
+                Ok(None) => return Outcome::Vanished(path.to_path_buf()),
+                Err(e) => {
+                    tracing::warn!(path = %crate::event::display_path(path), error = %e, "cannot read file; its hash is unknown this time");
+                }
+            }
+        }
+        _ => {}
+    }
+    Outcome::Entry(scanned)
+}
+
+/// The fast path: every stat field equals the baseline and the baseline hash was taken well
+/// after the last change, so the content cannot have changed unseen.
+fn unchanged_and_settled(old: &FileState, now: &FileState, hashed_at_ns: i64) -> bool {
+    old.kind == FileKind::File
+        && old.sha256.is_some()
+        && old.size == now.size
+        && old.mtime_ns == now.mtime_ns
+        && old.ctime_ns == now.ctime_ns
+        && old.inode == now.inode
+        && old.mode == now.mode
+        && old.uid == now.uid
+        && old.gid == now.gid
+        && old.nlink == now.nlink
+        && old.mtime_ns.max(old.ctime_ns) < hashed_at_ns.saturating_sub(RACY_NS)
+}
+
+fn is_gone(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
+        || e.raw_os_error() == Some(40)
+}
+
+struct FileRead {
+    state: FileState,
+    sha256: [u8; 32],
+    text: Option<Vec<u8>>,
+    holds_private_key: bool,
+}
+
+/// Stream a regular file through SHA-256. `Ok(None)`: it vanished or stopped being a regular
+/// file (swapped for a FIFO or symlink) between `lstat` and `open`.
+fn hash_file(
+    path: &Path,
+    lstat: &Metadata,
+    settings: &ScanSettings,
+    name_sensitive: bool,
+) -> std::io::Result<Option<FileRead>> {
+    // O_NOFOLLOW: a symlink swapped in is not followed. O_NONBLOCK: a FIFO swapped in does not
+    // block the open; fstat below then refuses it.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if is_gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.ino() != lstat.ino() {
+        return Ok(None);
+    }
+    let keep_limit = if name_sensitive {
+        0
+    } else {
+        settings.max_bytes
+    };
+    let mut keep: Option<Vec<u8>> =
+        (meta.size() <= keep_limit).then(|| Vec::with_capacity(meta.size() as usize));
+    let mut hasher = Sha256::new();
+    let mut key_scan = KeyScanner::new(settings.detect_private_keys && !name_sensitive);
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        hasher.update(chunk);
+        key_scan.feed(chunk);
+        if let Some(k) = keep.as_mut() {
+            if (k.len() + n) as u64 > keep_limit {
+                wipe(keep.take());
+            } else {
+                k.extend_from_slice(chunk);
+            }
+        }
+    }
+    let after = file.metadata()?;
+    let holds_private_key = key_scan.found;
+    let text = if holds_private_key {
+        wipe(keep);
+        None
+    } else {
+        keep.filter(|k| is_text(k))
+    };
+    if name_sensitive || holds_private_key {
+        buf.fill(0);
+    }
+    Ok(Some(FileRead {
+        state: state_from_meta(&after),
+        sha256: hasher.finalize().into(),
+        text,
+        holds_private_key,
+    }))
+}
+
+/// Overwrite a buffer that may hold a secret before freeing it.
+fn wipe(buf: Option<Vec<u8>>) {
+    if let Some(mut b) = buf {
+        b.fill(0);
+    }
+}
+
+/// Text = valid UTF-8 without NUL bytes.
+fn is_text(bytes: &[u8]) -> bool {
+    memchr::memchr(0, bytes).is_none() && std::str::from_utf8(bytes).is_ok()
+}
+
+/// Finds private-key markers across chunk boundaries: PEM (`-----BEGIN ... PRIVATE KEY-----`,
+/// including OpenSSH's), PGP private key blocks and PuTTY key files.
+struct KeyScanner {
+    enabled: bool,
+    found: bool,
+    tail: Vec<u8>,
+}
+
+const KEY_MARKERS: [&[u8]; 3] = [
+    b"PRIVATE KEY-----",
+    b"PRIVATE KEY BLOCK-----",
+    b"PuTTY-User-Key-File-",
+];
+
+impl KeyScanner {
+    fn new(enabled: bool) -> KeyScanner {
+        KeyScanner {
+            enabled,
+            found: false,
+            tail: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        if !self.enabled || self.found {
+            return;
+        }
+        let overlap = 32;
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(&chunk[..chunk.len().min(overlap)]);
+        self.found = KEY_MARKERS
+            .iter()
+            .any(|m| memmem::find(&window, m).is_some() || memmem::find(chunk, m).is_some());
+        let start = chunk.len().saturating_sub(overlap);
+        self.tail = chunk[start..].to_vec();
+    }
+}
+
+/// Problems met while walking, for the caller to report; baseline entries under an
+/// unreadable directory are kept, not reported as removed.
+#[derive(Debug, Default)]
+pub struct WalkReport {
+    pub unreadable_dirs: Vec<PathBuf>,
+    pub errors: usize,
+}
+
+/// Walk every root and every single-file target once, calling `visit` with each path to scan
+/// (directories walked, and selected non-directories). Each directory is walked by exactly one
+/// root walk (a nested root is pruned from its parent's walk and walked on its own).
+pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf) -> bool) -> WalkReport {
+    let mut report = WalkReport::default();
+    let roots: Vec<PathBuf> = policy.dir_roots().iter().map(|w| w.root.clone()).collect();
+    let root_set: HashSet<&Path> = roots.iter().map(PathBuf::as_path).collect();
+    let mut targets: HashMap<&Path, bool> = policy
+        .file_targets()
+        .into_iter()
+        .map(|p| (p, false))
+        .collect();
+    for root in &roots {
+        match std::fs::symlink_metadata(root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                // A root that is a file now: it is its own entry.
+                if policy.selects(root) && !visit(root.clone()) {
+                    return report;
+                }
+                continue;
+            }
+            Err(e) if is_gone(&e) => {
+                tracing::info!(root = %crate::event::display_path(root), "watch root does not exist (yet)");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(root = %crate::event::display_path(root), error = %e, "cannot stat watch root");
+                report.errors += 1;
+                report.unreadable_dirs.push(root.clone());
+                continue;
+            }
+        }
+        let walker = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| {
+                !e.file_type().is_dir()
+                    || e.depth() == 0
+                    || (!root_set.contains(e.path()) && policy.walks_dir(e.path()))
+            });
+        for entry in walker {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
+                    if e.io_error().is_some_and(is_gone) {
+                        continue;
+                    }
+                    tracing::warn!(path = %crate::event::display_path(&path), error = %e, "cannot read directory; keeping its baseline entries");
+                    report.errors += 1;
+                    report.unreadable_dirs.push(path);
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let wanted = if entry.file_type().is_dir() {
+                true
+            } else {
+                policy.selects(path)
+            };
+            if let Some(seen) = targets.get_mut(path) {
+                *seen = true;
+            }
+            if wanted && !visit(entry.into_path()) {
+                return report;
+            }
+        }
+    }
+    for (target, seen) in targets {
+        if !seen && !visit(target.to_path_buf()) {
+            break;
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_markers_found_across_chunk_boundaries() {
+        let text = b"junk -----BEGIN OPENSSH PRIVATE KEY-----\nabc";
+        for split in 0..text.len() {
+            let mut k = KeyScanner::new(true);
+            k.feed(&text[..split]);
+            k.feed(&text[split..]);
+            assert!(k.found, "split at {split}");
+        }
+        let mut k = KeyScanner::new(true);
+        k.feed(b"-----BEGIN CERTIFICATE-----\n");
+        assert!(!k.found);
+        let mut k = KeyScanner::new(true);
+        k.feed(b"PuTTY-User-Key-File-3: ssh-ed25519\n");
+        assert!(k.found);
+    }
+
+    #[test]
+    fn text_detection() {
+        assert!(is_text(b"a = 1\n"));
+        assert!(!is_text(b"a\0b"));
+        assert!(!is_text(b"\xff\xfe"));
+    }
+
+    #[test]
+    fn racy_files_are_rehashed() {
+        let s = FileState {
+            kind: FileKind::File,
+            size: 1,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 10_000_000_000,
+            ctime_ns: 10_000_000_000,
+            inode: 1,
+            nlink: 1,
+            sha256: Some([0; 32]),
+            link_target: None,
+        };
+        assert!(unchanged_and_settled(&s, &s, 20_000_000_000));
+        assert!(
+            !unchanged_and_settled(&s, &s, 10_500_000_000),
+            "changed in the same tick as hashed"
+        );
+        let mut t = s.clone();
+        t.ctime_ns += 1;
+        assert!(!unchanged_and_settled(&s, &t, 20_000_000_000));
+    }
+}

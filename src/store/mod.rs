@@ -1,0 +1,174 @@
+//! The SQLite store (sqlx): opening (0600 file in a 0700 directory, WAL, embedded migrations),
+//! the baseline, text contents for diffs, the event history, the outbox and meta facts.
+//! Every write goes through [`Store::commit`]: one `BEGIN IMMEDIATE` transaction holding a
+//! batch's baseline rows, contents, events and outbox rows together. Paths are BLOB bytes.
+
+mod read;
+mod write;
+
+pub use read::{EventFilter, Status};
+pub use write::Batch;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A database problem, always naming the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database at {0}: run `fimd init` first")]
+    NoDatabase(PathBuf),
+    #[error("no baseline in {0}: run `fimd init` first")]
+    NoBaseline(PathBuf),
+    #[error("a baseline already exists in {0}: use `fimd init --force` to replace it")]
+    BaselineExists(PathBuf),
+    #[error("database {path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: {}", describe(.source))]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database {path}: schema migration failed: {source}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database {path}: corrupt row: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+/// One line a user can act on for the common SQLite failures.
+fn describe(e: &sqlx::Error) -> String {
+    let text = e.to_string();
+    if text.contains("database is locked") || text.contains("database table is locked") {
+        "database is locked by another process (is a long `fimd` command running?)".to_string()
+    } else if text.contains("file is not a database") || text.contains("malformed") {
+        format!("database file is corrupt ({text}); move it away and run `fimd init`")
+    } else {
+        text
+    }
+}
+
+/// The database handle. Cheap to clone; shared by the pipeline and the outbox worker.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Open or create the database (and its directory, 0700), run migrations.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|source| StoreError::Io {
+                        path: path.to_path_buf(),
+                        what: "cannot create its directory",
+                        source,
+                    })?;
+            }
+        }
+        // Create the file 0600 ourselves: SQLite gives -wal/-shm the main file's mode.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    what: "cannot create it",
+                    source,
+                })
+            }
+        }
+        Store::connect(path).await
+    }
+
+    /// Open a database that must already exist (read commands: `events`, `status`, `diff`).
+    pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NoDatabase(path.to_path_buf()));
+        }
+        Store::connect(path).await
+    }
+
+    async fn connect(path: &Path) -> Result<Store, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed change must survive a power cut; fimd writes rarely.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            // Content deleted when a file becomes sensitive is zeroed on disk, not just unlinked.
+            .pragma("secure_delete", "ON");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Sql {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        sqlx::migrate!("src/store/migrations")
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The pool, for modules with their own tables (the outbox worker).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Close all connections (checkpoints the WAL).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn sql(&self, source: sqlx::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn corrupt(&self, message: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            message: message.into(),
+        }
+    }
+}

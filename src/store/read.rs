@@ -1,0 +1,302 @@
+//! Reads: the baseline (whole, or for a set of paths), stored text contents, the event history,
+//! meta facts and status counts. Safe while the daemon writes (WAL readers never block).
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{Store, StoreError};
+use crate::event::{path_for_json, Event, EventKind, Source, StateJson};
+use crate::policy::Patterns;
+use crate::state::{FileKind, FileState, Recorded};
+
+const BASELINE_SELECT: &str =
+    "SELECT path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, inode, nlink, \
+     sha256, link_target, sensitive, hashed_at_ns FROM baseline";
+
+/// Which events `fimd events` prints.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub since_ns: Option<i64>,
+    pub path: Option<Patterns>,
+    /// Only the last N.
+    pub limit: Option<usize>,
+}
+
+/// What `fimd status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub database: String,
+    pub database_bytes: u64,
+    pub baseline_entries: i64,
+    pub baseline_files: i64,
+    pub baseline_at: Option<String>,
+    pub last_full_scan: Option<String>,
+    pub events: i64,
+    pub outbox_pending: i64,
+    pub outbox_parked: i64,
+    pub outbox_failed: i64,
+    pub host: Option<String>,
+    /// Facts the daemon publishes (`daemon.*` meta keys): pid, watches, fallbacks, queue depth.
+    pub daemon: std::collections::BTreeMap<String, String>,
+}
+
+impl Store {
+    fn recorded_from_row(&self, row: &SqliteRow) -> Result<(PathBuf, Recorded), StoreError> {
+        let get = |e: sqlx::Error| self.corrupt(e.to_string());
+        let path: Vec<u8> = row.try_get(0).map_err(get)?;
+        let kind: String = row.try_get(1).map_err(get)?;
+        let kind = FileKind::parse(&kind)
+            .ok_or_else(|| self.corrupt(format!("unknown file kind {kind:?}")))?;
+        let sha: Option<Vec<u8>> = row.try_get(10).map_err(get)?;
+        let sha256 = match sha {
+            Some(v) => Some(
+                <[u8; 32]>::try_from(v.as_slice())
+                    .map_err(|_| self.corrupt("sha256 is not 32 bytes"))?,
+            ),
+            None => None,
+        };
+        let state = FileState {
+            kind,
+            size: row.try_get::<i64, _>(2).map_err(get)? as u64,
+            mode: row.try_get::<i64, _>(3).map_err(get)? as u32,
+            uid: row.try_get::<i64, _>(4).map_err(get)? as u32,
+            gid: row.try_get::<i64, _>(5).map_err(get)? as u32,
+            mtime_ns: row.try_get(6).map_err(get)?,
+            ctime_ns: row.try_get(7).map_err(get)?,
+            inode: row.try_get::<i64, _>(8).map_err(get)? as u64,
+            nlink: row.try_get::<i64, _>(9).map_err(get)? as u64,
+            sha256,
+            link_target: row.try_get(11).map_err(get)?,
+        };
+        let recorded = Recorded {
+            state,
+            sensitive: row.try_get(12).map_err(get)?,
+            hashed_at_ns: row.try_get(13).map_err(get)?,
+        };
+        Ok((PathBuf::from(OsStr::from_bytes(&path)), recorded))
+    }
+
+    /// The whole baseline, keyed by path bytes.
+    pub async fn load_baseline(&self) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
+        let rows = sqlx::query(BASELINE_SELECT)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
+        let mut map = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let (p, r) = self.recorded_from_row(row)?;
+            map.insert(p, r);
+        }
+        Ok(map)
+    }
+
+    /// Baseline rows for these paths and, for each `prefix`, every row below it.
+    pub async fn load_some(
+        &self,
+        paths: &[PathBuf],
+        prefixes: &[PathBuf],
+    ) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
+        let mut map = HashMap::new();
+        for chunk in paths.chunks(30_000) {
+            let mut q = QueryBuilder::<Sqlite>::new(BASELINE_SELECT);
+            q.push(" WHERE path IN (");
+            let mut sep = q.separated(", ");
+            for p in chunk {
+                sep.push_bind(p.as_os_str().as_bytes());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?
+            {
+                let (p, r) = self.recorded_from_row(&row)?;
+                map.insert(p, r);
+            }
+        }
+        for prefix in prefixes {
+            // Rows strictly below `prefix/`: the byte range ["prefix/", "prefix0") ('0' follows '/').
+            let mut lo = prefix.as_os_str().as_bytes().to_vec();
+            lo.push(b'/');
+            let mut hi = prefix.as_os_str().as_bytes().to_vec();
+            hi.push(b'0');
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{BASELINE_SELECT} WHERE path >= ? AND path < ?"
+            )))
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
+            for row in &rows {
+                let (p, r) = self.recorded_from_row(row)?;
+                map.insert(p, r);
+            }
+        }
+        Ok(map)
+    }
+
+    /// Stored text contents of these paths.
+    pub async fn load_texts(
+        &self,
+        paths: &[&Path],
+    ) -> Result<HashMap<PathBuf, Vec<u8>>, StoreError> {
+        let mut map = HashMap::new();
+        for chunk in paths.chunks(30_000) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("SELECT path, data FROM contents WHERE path IN (");
+            let mut sep = q.separated(", ");
+            for p in chunk {
+                sep.push_bind(p.as_os_str().as_bytes());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?
+            {
+                let p: Vec<u8> = row.try_get(0).map_err(|e| self.sql(e))?;
+                let d: Vec<u8> = row.try_get(1).map_err(|e| self.sql(e))?;
+                map.insert(PathBuf::from(OsStr::from_bytes(&p)), d);
+            }
+        }
+        Ok(map)
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))
+    }
+
+    /// A complete baseline exists (an interrupted `init` leaves none).
+    pub async fn has_baseline(&self) -> Result<bool, StoreError> {
+        Ok(self.meta("baseline_at").await?.is_some())
+    }
+
+    fn event_from_row(&self, row: &SqliteRow) -> Result<Event, StoreError> {
+        let get = |e: sqlx::Error| self.corrupt(e.to_string());
+        let path: Vec<u8> = row.try_get("path").map_err(get)?;
+        let (path, path_hex) = path_for_json(Path::new(OsStr::from_bytes(&path)));
+        let source: String = row.try_get("source").map_err(get)?;
+        let kind: String = row.try_get("event").map_err(get)?;
+        let changed: String = row.try_get("changed").map_err(get)?;
+        let state = |col: &str| -> Result<Option<StateJson>, StoreError> {
+            let text: Option<String> = row.try_get(col).map_err(get)?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| self.corrupt(format!("events.{col}: {e}")))
+            })
+            .transpose()
+        };
+        Ok(Event {
+            id: Some(row.try_get("id").map_err(get)?),
+            time: row.try_get("time").map_err(get)?,
+            host: row.try_get("host").map_err(get)?,
+            source: Source::parse(&source)
+                .ok_or_else(|| self.corrupt(format!("unknown source {source:?}")))?,
+            event: EventKind::parse(&kind)
+                .ok_or_else(|| self.corrupt(format!("unknown event {kind:?}")))?,
+            path,
+            path_hex,
+            changed: serde_json::from_str(&changed)
+                .map_err(|e| self.corrupt(format!("events.changed: {e}")))?,
+            old: state("old")?,
+            new: state("new")?,
+            sensitive: row.try_get("sensitive").map_err(get)?,
+            diff: row.try_get("diff").map_err(get)?,
+        })
+    }
+
+    /// The history, oldest first, filtered.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM events WHERE time_ns >= ? ORDER BY id")
+            .bind(filter.since_ns.unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let e = self.event_from_row(row)?;
+            if filter
+                .path
+                .as_ref()
+                .is_none_or(|p| p.matches(&e.path_buf()))
+            {
+                out.push(e);
+            }
+        }
+        if let Some(n) = filter.limit {
+            let skip = out.len().saturating_sub(n);
+            out.drain(..skip);
+        }
+        Ok(out)
+    }
+
+    /// Events by id, in id order (the outbox worker's loader).
+    pub async fn events_by_ids(&self, ids: &[i64]) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(30_000) {
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(") ORDER BY id");
+            for row in q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?
+            {
+                out.push(self.event_from_row(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn status(&self) -> Result<Status, StoreError> {
+        let count = |sql: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))
+        };
+        let mut database_bytes = 0;
+        for suffix in ["", "-wal"] {
+            let mut p = self.path.as_os_str().to_owned();
+            p.push(suffix);
+            database_bytes += std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        let daemon_rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM meta WHERE key LIKE 'daemon.%'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?;
+        Ok(Status {
+            database: self.path.display().to_string(),
+            database_bytes,
+            baseline_entries: count("SELECT COUNT(*) FROM baseline").await?,
+            baseline_files: count("SELECT COUNT(*) FROM baseline WHERE kind != 'dir'").await?,
+            baseline_at: self.meta("baseline_at").await?,
+            last_full_scan: self.meta("last_full_scan").await?,
+            events: count("SELECT COUNT(*) FROM events").await?,
+            outbox_pending: count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").await?,
+            outbox_parked: count("SELECT COUNT(*) FROM outbox WHERE state = 'parked'").await?,
+            outbox_failed: count("SELECT COUNT(*) FROM outbox WHERE state = 'failed'").await?,
+            host: self.meta("host").await?,
+            daemon: daemon_rows
+                .into_iter()
+                .map(|(k, v)| (k.trim_start_matches("daemon.").to_string(), v))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! Writes: one transaction per [`Batch`]; multi-row statements (SQLite allows 32 766 bound
+//! variables per statement, and per-statement round trips dominate through sqlx).
+
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::{Store, StoreError};
+use crate::event::Event;
+use crate::state::Recorded;
+use crate::timefmt::now_ns;
+
+/// Everything one step of the pipeline changes, committed atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Baseline rows to insert or replace.
+    pub upserts: Vec<(PathBuf, Recorded)>,
+    /// Baseline rows to delete (and their contents).
+    pub deletes: Vec<PathBuf>,
+    /// Text content to keep for the next diff.
+    pub text_puts: Vec<(PathBuf, Vec<u8>)>,
+    /// Content to forget (became sensitive, binary or too large).
+    pub text_deletes: Vec<PathBuf>,
+    /// Events to record; ids are assigned by [`Store::commit`].
+    pub events: Vec<Event>,
+    /// Meta facts to set in the same transaction.
+    pub meta: Vec<(&'static str, String)>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.upserts.is_empty()
+            && self.deletes.is_empty()
+            && self.text_puts.is_empty()
+            && self.text_deletes.is_empty()
+            && self.events.is_empty()
+            && self.meta.is_empty()
+    }
+}
+
+const BASELINE_COLS: usize = 14;
+const EVENT_COLS: usize = 12;
+const MAX_VARS: usize = 32_000;
+
+fn bytes(p: &std::path::Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+impl Store {
+    /// Commit a batch in one `BEGIN IMMEDIATE` transaction: baseline rows, contents, events
+    /// (ids assigned here, returned in order) and one outbox row per event and sink.
+    pub async fn commit(&self, mut batch: Batch, sinks: &[&str]) -> Result<Vec<Event>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.sql(e))?;
+        self.write_batch(&mut tx, &mut batch, sinks)
+            .await
+            .map_err(|e| self.sql(e))?;
+        tx.commit().await.map_err(|e| self.sql(e))?;
+        Ok(batch.events)
+    }
+
+    async fn write_batch(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        batch: &mut Batch,
+        sinks: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        for chunk in batch.deletes.chunks(MAX_VARS / 2) {
+            for table in ["baseline", "contents"] {
+                let mut q =
+                    QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE path IN ("));
+                let mut sep = q.separated(", ");
+                for p in chunk {
+                    sep.push_bind(bytes(p));
+                }
+                q.push(")");
+                q.build().execute(&mut **tx).await?;
+            }
+        }
+        for chunk in batch.text_deletes.chunks(MAX_VARS) {
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM contents WHERE path IN (");
+            let mut sep = q.separated(", ");
+            for p in chunk {
+                sep.push_bind(bytes(p));
+            }
+            q.push(")");
+            q.build().execute(&mut **tx).await?;
+        }
+        for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO baseline (path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, \
+                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns) ",
+            );
+            q.push_values(chunk, |mut b, (path, r)| {
+                let s = &r.state;
+                b.push_bind(bytes(path))
+                    .push_bind(s.kind.as_str())
+                    .push_bind(s.size as i64)
+                    .push_bind(s.mode as i64)
+                    .push_bind(s.uid as i64)
+                    .push_bind(s.gid as i64)
+                    .push_bind(s.mtime_ns)
+                    .push_bind(s.ctime_ns)
+                    .push_bind(s.inode as i64)
+                    .push_bind(s.nlink as i64)
+                    .push_bind(s.sha256.map(|h| h.to_vec()))
+                    .push_bind(s.link_target.clone())
+                    .push_bind(r.sensitive)
+                    .push_bind(r.hashed_at_ns);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        // Contents: bounded by bytes as well as rows, so a statement stays small.
+        let mut start = 0;
+        while start < batch.text_puts.len() {
+            let mut end = start;
+            let mut size = 0usize;
+            while end < batch.text_puts.len()
+                && (end == start || (size < 16 << 20 && end - start < MAX_VARS / 2))
+            {
+                size += batch.text_puts[end].1.len();
+                end += 1;
+            }
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT OR REPLACE INTO contents (path, data) ");
+            q.push_values(&batch.text_puts[start..end], |mut b, (p, data)| {
+                b.push_bind(bytes(p)).push_bind(data.as_slice());
+            });
+            q.build().execute(&mut **tx).await?;
+            start = end;
+        }
+        if !batch.events.is_empty() {
+            self.insert_events(tx, &mut batch.events, sinks).await?;
+        }
+        for (key, value) in &batch.meta {
+            sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+                .bind(key)
+                .bind(value)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_events(
+        &self,
+        tx: &mut Transaction<'_, Sqlite>,
+        events: &mut [Event],
+        sinks: &[&str],
+    ) -> Result<(), sqlx::Error> {
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM events")
+            .fetch_one(&mut **tx)
+            .await?;
+        for (i, e) in events.iter_mut().enumerate() {
+            e.id = Some(next + i as i64);
+        }
+        for chunk in events.chunks(MAX_VARS / EVENT_COLS) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (id, time, time_ns, host, source, event, path, changed, old, new, sensitive, diff) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                let time_ns = crate::timefmt::parse_since(&e.time).unwrap_or_else(now_ns);
+                b.push_bind(e.id)
+                    .push_bind(e.time.as_str())
+                    .push_bind(time_ns)
+                    .push_bind(e.host.as_str())
+                    .push_bind(e.source.as_str())
+                    .push_bind(e.event.as_str())
+                    .push_bind(bytes(&e.path_buf()).to_vec())
+                    .push_bind(serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(e.old.as_ref().and_then(|s| serde_json::to_string(s).ok()))
+                    .push_bind(e.new.as_ref().and_then(|s| serde_json::to_string(s).ok()))
+                    .push_bind(e.sensitive)
+                    .push_bind(e.diff.as_deref());
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        if sinks.is_empty() {
+            return Ok(());
+        }
+        let now = now_ns();
+        let rows: Vec<(i64, &str)> = events
+            .iter()
+            .filter_map(|e| e.id)
+            .flat_map(|id| sinks.iter().map(move |s| (id, *s)))
+            .collect();
+        for chunk in rows.chunks(MAX_VARS / 3) {
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO outbox (event_id, sink, created_ns) ");
+            q.push_values(chunk, |mut b, (id, sink)| {
+                b.push_bind(*id).push_bind(*sink).push_bind(now);
+            });
+            q.build().execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Forget the baseline (and its contents) before `init --force`; events are kept.
+    pub async fn clear_baseline(&self) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.sql(e))?;
+        for stmt in [
+            "DELETE FROM meta WHERE key = 'baseline_at'",
+            "DELETE FROM baseline",
+            "DELETE FROM contents",
+        ] {
+            sqlx::query(stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.sql(e))?;
+        }
+        tx.commit().await.map_err(|e| self.sql(e))
+    }
+
+    /// Set one meta fact on its own (daemon status, for example).
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+}
