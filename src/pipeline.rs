@@ -310,11 +310,10 @@ impl Pipeline {
             Some(old) => {
                 let changed = compare(&old.state, &s.state);
                 if changed.is_empty() {
-                    // Same content: refresh the hash time (racy files) or the sensitivity only.
-                    if old.sensitive == s.sensitive
-                        && (s.hashed_at_ns == 0 || old.hashed_at_ns == s.hashed_at_ns)
-                        && old.state == s.state
-                    {
+                    // Nothing changed. Rewrite the row only to settle a racy hash time (so the
+                    // next check can take the fast path) or to record a new sensitivity.
+                    let settle = s.hashed_at_ns != 0 && scan::is_racy(&old.state, old.hashed_at_ns);
+                    if old.sensitive == s.sensitive && !settle {
                         return;
                     }
                 } else {

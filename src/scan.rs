@@ -160,7 +160,13 @@ fn unchanged_and_settled(old: &FileState, now: &FileState, hashed_at_ns: i64) ->
         && old.uid == now.uid
         && old.gid == now.gid
         && old.nlink == now.nlink
-        && old.mtime_ns.max(old.ctime_ns) < hashed_at_ns.saturating_sub(RACY_NS)
+        && !is_racy(old, hashed_at_ns)
+}
+
+/// The recorded hash was taken so soon after the file's last change that a later write in the
+/// same timestamp tick could carry the same mtime/ctime.
+pub fn is_racy(recorded: &FileState, hashed_at_ns: i64) -> bool {
+    recorded.mtime_ns.max(recorded.ctime_ns) >= hashed_at_ns.saturating_sub(RACY_NS)
 }
 
 fn is_gone(e: &std::io::Error) -> bool {

@@ -26,7 +26,7 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     bar.finish_and_clear();
     let report = report?;
     store.close().await;
-    tracing::info!(
+    tracing::debug!(
         entries = report.entries,
         hashed = report.hashed,
         seconds = started.elapsed().as_secs_f64(),
