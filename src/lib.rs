@@ -7,6 +7,7 @@
 //!   -> journal record -> outbox worker -> sinks
 //! ```
 
+pub mod alert;
 pub mod config;
 pub mod event;
 pub mod state;
