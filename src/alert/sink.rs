@@ -230,6 +230,20 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
             if let Some(q) = u.query() {
                 needles.push(q.to_string());
             }
+            // And a single token-like segment or query value (a workflow UUID, the last part
+            // of a Slack hook): at least 8 characters with an uppercase letter or a digit, so
+            // plain words such as `services` stay readable.
+            let pieces = u
+                .path_segments()
+                .into_iter()
+                .flatten()
+                .map(str::to_string)
+                .chain(u.query_pairs().map(|(_, v)| v.into_owned()));
+            needles.extend(pieces.filter(|p| {
+                p.len() >= 8
+                    && p.chars()
+                        .any(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            }));
         }
     }
     // Longest first, so a URL is replaced whole before its path.

@@ -217,9 +217,9 @@ fn error_chain(e: reqwest::Error) -> String {
 fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) -> Resolution {
     let name = sink.name();
     let status = a.status.map_or_else(|| "-".to_string(), |s| s.to_string());
-    let error = match a.status {
-        Some(s) => format!("HTTP {s}: {}", a.detail),
-        None => a.detail.clone(),
+    let with_detail = |head: String| match a.detail.is_empty() {
+        true => head,
+        false => format!("{head}: {}", a.detail),
     };
     match &a.outcome {
         Outcome::Delivered { remote_id } => {
@@ -245,19 +245,17 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
                     outbox::random_fraction(),
                 )
             });
-            tracing::warn!(sink = name, status = %status, reason = %reason, error = %error,
-                attempt, retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
-            Resolution::Retry {
-                delay,
-                error: format!("{reason}: {error}"),
-            }
+            let error = with_detail(reason.to_string());
+            tracing::warn!(sink = name, status = %status, error = %error, attempt,
+                retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+            Resolution::Retry { delay, error }
         }
         Outcome::PauseSink { for_ } => {
             tracing::warn!(sink = name, status = %status, pause = %humantime::format_duration(*for_),
                 "sink throttled us; pausing it");
             Resolution::Pause {
                 for_: *for_,
-                error: format!("throttled: {error}"),
+                error: with_detail(format!("HTTP {status} (throttled)")),
             }
         }
         Outcome::Park { reason } => {
@@ -265,7 +263,7 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
                 rows = rows.len(),
                 "alert rejected by the sink; rows parked and not retried (fix the sink's configuration)");
             Resolution::Park {
-                error: format!("{reason}: {error}"),
+                error: with_detail(reason.to_string()),
             }
         }
     }
