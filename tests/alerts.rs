@@ -11,3 +11,5 @@ mod mock;
 mod secrets;
 #[path = "alerts/sinks.rs"]
 mod sinks;
+#[path = "alerts/worker.rs"]
+mod worker;

@@ -31,12 +31,31 @@
 //! `retry_for` become `failed` with a warning. Rows are never deleted. All of this state is
 //! in the database (`outbox`, `alert_sinks`), so a restart resumes it.
 //!
+//! # Decisions (where DESIGN.md / notifications.md leave room or differ)
+//! - Batch window is leading-edge: a sink idle for a window gets the first change at once;
+//!   the window then gates the next request. The gate lives in `alert_sinks` (migration
+//!   0002), so it binds `fimd check` and the daemon alike and survives restarts.
+//! - A failed request also gates its sink until the retry is due, so rows queued during an
+//!   outage do not add requests; the backoff exponent is the highest `attempts` in the batch.
+//! - Webhook signature: `X-Fimd-Signature: sha256=<hex HMAC-SHA256(secret, body)>` over the
+//!   exact body bytes, no timestamp (notifications.md §6 suggested `v1=` with a timestamp).
+//!   A `notify-test` request carries `X-Fimd-Test: true`; its body has the normal shape.
+//! - The generic webhook sends DESIGN's event objects, not notifications.md §0's
+//!   `fimd.event/v1`; 500 events per request, diffs (when allowed) cut to 16 KiB each.
+//! - 400/413/422 park the rows (no "shrink once and retry"); every body is already fitted
+//!   under the vendor's documented size. 3xx parks too (redirects are never followed).
+//! - 429 without `Retry-After` pauses the sink 60 s; `Retry-After` is capped at 15 min.
+//! - Jira and ServiceNow do not search before create: a POST that timed out after the vendor
+//!   created the ticket is retried and can duplicate it (at-least-once).
+//! - Severity is `high` or `medium` only ([`content::severity`]).
+//!
 //! Never logs, stores or returns a secret: sinks hold them in [`Secret`]s, transport errors go
 //! through `without_url()`, and every answer and error text is redacted against the sink's
 //! secrets before it is logged or written to `last_error`.
 
 pub mod content;
 pub mod credentials;
+pub mod events;
 pub mod jira;
 pub mod outbox;
 pub mod rapid7;
@@ -53,7 +72,8 @@ use std::time::Duration;
 use reqwest::Client;
 
 pub use credentials::{apply_overrides, SinkFlags};
-pub use outbox::{enqueue, load_events};
+pub use events::load_events;
+pub use outbox::enqueue;
 pub use sink::{Batch, Limits, Outcome, Sink};
 pub use worker::{deliver_due_at, flush, notify_test, run_worker, FlushReport, PassReport};
 

@@ -1,20 +1,14 @@
 //! The outbox in SQLite: enqueueing rows, claiming the due rows of one sink, recording the
-//! result of a request, expiring rows older than `retry_for`, the backoff schedule, and loading
-//! `events` rows back into [`Event`]s.
+//! result of a request, expiring rows older than `retry_for`, and the backoff schedule.
 //!
 //! Every read-then-write runs in a `BEGIN IMMEDIATE` transaction. All delivery state
 //! (`attempts`, `next_attempt_ns`, `last_error`, and the per-sink gate in `alert_sinks`) lives
 //! here, so a restart resumes where the last process stopped. Rows are never deleted, and
 //! `last_error` only ever receives text that the caller has already redacted.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::time::Duration;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
-
-use crate::event::{path_for_json, Event, EventKind, Source};
 
 /// One claimed outbox row.
 #[derive(Debug, Clone, Copy, sqlx::FromRow)]
@@ -57,7 +51,7 @@ pub struct Backlog {
 /// Rows per statement: 3 bound values each, far below SQLite's 32,766 variables.
 const INSERT_CHUNK: usize = 2_000;
 /// Ids per `IN (...)` list.
-const ID_CHUNK: usize = 500;
+pub(crate) const ID_CHUNK: usize = 500;
 
 /// Queue `event_ids` × `sinks` as pending rows in the caller's transaction (the one that
 /// inserted the events). Duplicates of an existing (event, sink) row are ignored.
@@ -311,89 +305,6 @@ pub fn random_fraction() -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i64(crate::timefmt::now_ns());
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Load events by id (ascending), with each diff cut to `diff_chars` characters (`None`: no
-/// diffs at all). A sensitive event's diff is never read.
-pub async fn load_events(
-    pool: &SqlitePool,
-    ids: &[i64],
-    diff_chars: Option<usize>,
-) -> Result<Vec<Event>, sqlx::Error> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_CHUNK) {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, time, host, source, event, path, changed, old, new, sensitive, ",
-        );
-        match diff_chars {
-            // One character more than allowed, so a cut can be marked as such.
-            Some(n) => {
-                q.push("CASE WHEN sensitive = 0 THEN substr(diff, 1, ")
-                    .push_bind(i64::try_from(n).unwrap_or(i64::MAX).saturating_add(1))
-                    .push(") END AS diff");
-            }
-            None => {
-                q.push("NULL AS diff");
-            }
-        }
-        q.push(" FROM events WHERE id IN (");
-        let mut sep = q.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
-        }
-        q.push(") ORDER BY id");
-        for row in q.build().fetch_all(pool).await? {
-            out.push(event_from_row(&row)?);
-        }
-    }
-    out.sort_by_key(|e| e.id);
-    Ok(out)
-}
-
-/// One `events` row as the event JSON. Malformed JSON columns become empty values (logged),
-/// so one bad row never blocks the alerts behind it.
-fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, sqlx::Error> {
-    let id: i64 = row.try_get("id")?;
-    let path: Vec<u8> = row.try_get("path")?;
-    let (path, path_hex) = path_for_json(Path::new(OsStr::from_bytes(&path)));
-    let source: String = row.try_get("source")?;
-    let kind: String = row.try_get("event")?;
-    let json_col = |name: &str| -> Result<Option<String>, sqlx::Error> { row.try_get(name) };
-    let changed = json_col("changed")?
-        .and_then(|t| parse_logged(id, "changed", &t))
-        .unwrap_or_default();
-    let old = json_col("old")?.and_then(|t| parse_logged(id, "old", &t));
-    let new = json_col("new")?.and_then(|t| parse_logged(id, "new", &t));
-    let sensitive: bool = row.try_get("sensitive")?;
-    let diff: Option<String> = if sensitive {
-        None
-    } else {
-        row.try_get("diff")?
-    };
-    Ok(Event {
-        id: Some(id),
-        time: row.try_get("time")?,
-        host: row.try_get("host")?,
-        source: Source::parse(&source).unwrap_or(Source::Check),
-        event: EventKind::parse(&kind).unwrap_or(EventKind::Modified),
-        path,
-        path_hex,
-        changed,
-        old,
-        new,
-        sensitive,
-        diff,
-    })
-}
-
-fn parse_logged<T: serde::de::DeserializeOwned>(id: i64, column: &str, text: &str) -> Option<T> {
-    match serde_json::from_str(text) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::warn!(event_id = id, column, error = %e, "malformed JSON column in events; shown empty");
-            None
-        }
-    }
 }
 
 fn nanos(d: Duration) -> i64 {

@@ -27,6 +27,8 @@ use crate::timefmt::{now_ns, rfc3339_ns};
 const IDLE: Duration = Duration::from_secs(3600);
 /// The pause after a pass failed on the database.
 const DB_RETRY: Duration = Duration::from_secs(5);
+/// The shortest sleep between passes.
+const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// The most of a remote answer kept for a log line or `last_error`.
 const ANSWER_CHARS: usize = 300;
 
@@ -131,8 +133,8 @@ async fn build_batch(
     ids.sort_unstable();
     let split = limits.shown.min(ids.len());
     let diff = (include_diff && limits.diff_chars > 0).then_some(limits.diff_chars);
-    let shown = outbox::load_events(pool, &ids[..split], diff).await?;
-    let rest = outbox::load_events(pool, &ids[split..], None).await?;
+    let shown = super::events::load_events(pool, &ids[..split], diff).await?;
+    let rest = super::events::load_events(pool, &ids[split..], None).await?;
     let events: Vec<Event> = shown
         .into_iter()
         .map(|e| content::prepare(e, include_diff, limits.diff_chars))
@@ -287,7 +289,9 @@ pub async fn flush(
             break;
         };
         let wait = Duration::from_nanos(u64::try_from(next.saturating_sub(now_ns())).unwrap_or(0));
-        if outbox::pending(pool, &names).await? == 0
+        let idle = pass == PassReport::default() && wait.is_zero();
+        if idle
+            || outbox::pending(pool, &names).await? == 0
             || tokio::time::Instant::now() + wait > deadline
         {
             break;
@@ -331,6 +335,8 @@ pub async fn run_worker(
                 DB_RETRY
             }
         };
+        // Never spin: even "due now" waits a moment (a wake-up still ends it at once).
+        let wait = wait.max(MIN_SLEEP);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = wake.notified() => {}

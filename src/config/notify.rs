@@ -164,7 +164,7 @@ fn default_issue_type() -> String {
     "Task".to_string()
 }
 
-/// `[notify.servicenow]`: `instance` maps to https://NAME.service-now.com; `url` overrides it.
+/// `[notify.servicenow]`: `instance` maps to `https://NAME.service-now.com`; `url` overrides it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceNowConfig {
