@@ -90,7 +90,8 @@ fn is_sysv_rc_dir(text: &str) -> bool {
 /// sensitive and the sink takes diffs, cut to `diff_chars`.
 pub fn prepare(mut event: Event, include_diff: bool, diff_chars: usize) -> Event {
     event.diff = match event.diff.take() {
-        Some(d) if include_diff && !event.sensitive && diff_chars > 0 => {
+        // An empty diff is dropped too (Jira's ADF rejects an empty text node).
+        Some(d) if include_diff && !event.sensitive && diff_chars > 0 && !d.is_empty() => {
             Some(cut(&d, diff_chars, "\n… (diff truncated)"))
         }
         _ => None,
@@ -351,6 +352,9 @@ mod tests {
         assert_eq!(prepare(ev("/etc/a", false), false, 100).diff, None);
         assert_eq!(prepare(ev("/etc/a", true), true, 100).diff, None);
         assert_eq!(prepare(ev("/etc/a", false), true, 0).diff, None);
+        let mut empty = ev("/etc/a", false);
+        empty.diff = Some(String::new());
+        assert_eq!(prepare(empty, true, 100).diff, None);
         let mut long = ev("/etc/a", false);
         long.diff = Some("x".repeat(500));
         let d = prepare(long, true, 100).diff.unwrap_or_default();
