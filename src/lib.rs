@@ -7,6 +7,7 @@
 //!   -> journal record -> outbox worker -> sinks
 //! ```
 
+pub mod alert;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -111,9 +111,14 @@ impl NotifyConfig {
 }
 
 /// `[notify.slack]`: an incoming webhook; the URL is the credential.
+///
+/// Every credential field may be left out of the file and supplied by a flag, an environment
+/// variable or a systemd credential (`alert::credentials::apply_overrides`), which reports a
+/// field still missing after that, naming all its sources.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
+    #[serde(default)]
     pub webhook_url: Secret,
 }
 
@@ -121,6 +126,7 @@ pub struct SlackConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TeamsConfig {
+    #[serde(default)]
     pub webhook_url: Secret,
 }
 
@@ -128,48 +134,93 @@ pub struct TeamsConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JiraConfig {
+    /// Base URL: `https://SITE.atlassian.net` (Cloud) or the Data Center root.
+    #[serde(default)]
     pub url: String,
+    /// Cloud account e-mail (Basic auth, REST v3). Empty: Data Center, Bearer PAT, REST v2.
     #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub api_token: Secret,
+    #[serde(default)]
     pub project_key: String,
     #[serde(default = "default_issue_type")]
     pub issue_type: String,
+}
+
+impl Default for JiraConfig {
+    fn default() -> Self {
+        JiraConfig {
+            url: String::new(),
+            user: String::new(),
+            api_token: Secret::default(),
+            project_key: String::new(),
+            issue_type: default_issue_type(),
+        }
+    }
 }
 
 fn default_issue_type() -> String {
     "Task".to_string()
 }
 
-/// `[notify.servicenow]`: `instance` maps to https://NAME.service-now.com; `url` overrides it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+/// `[notify.servicenow]`: `instance` maps to `https://NAME.service-now.com`; `url` overrides it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceNowConfig {
     #[serde(default)]
     pub instance: String,
     #[serde(default)]
     pub url: String,
+    #[serde(default)]
     pub user: String,
+    #[serde(default)]
     pub password: Secret,
     #[serde(default = "default_table")]
     pub table: String,
+}
+
+impl Default for ServiceNowConfig {
+    fn default() -> Self {
+        ServiceNowConfig {
+            instance: String::new(),
+            url: String::new(),
+            user: String::new(),
+            password: Secret::default(),
+            table: default_table(),
+        }
+    }
 }
 
 fn default_table() -> String {
     "incident".to_string()
 }
 
-/// `[notify.rapid7]`: InsightConnect API trigger.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+/// `[notify.rapid7]`: InsightConnect API trigger (`url` overrides `region` + `workflow_id`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rapid7Config {
-    pub api_key: Secret,
     #[serde(default)]
-    pub workflow_id: String,
+    pub api_key: Secret,
+    /// The workflow UUID: the trigger URL is a credential, so this is one too.
+    #[serde(default)]
+    pub workflow_id: Secret,
     #[serde(default = "default_region")]
     pub region: String,
+    /// The full trigger URL (overrides region + workflow_id); a credential.
     #[serde(default)]
-    pub url: String,
+    pub url: Secret,
+}
+
+impl Default for Rapid7Config {
+    fn default() -> Self {
+        Rapid7Config {
+            api_key: Secret::default(),
+            workflow_id: Secret::default(),
+            region: default_region(),
+            url: Secret::default(),
+        }
+    }
 }
 
 fn default_region() -> String {
@@ -180,7 +231,9 @@ fn default_region() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
-    pub url: String,
+    /// Receiver URL; held as a secret because receivers often put a token in it.
+    #[serde(default)]
+    pub url: Secret,
     #[serde(default)]
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]

@@ -1,0 +1,400 @@
+//! What an alert says, independent of any vendor's markup: the severity rule, titles, the
+//! per-event facts, digest counts ("and 9,990 more changes"), the markup escapers (Slack mrkdwn,
+//! Teams markdown), length cuts and fitting a rendered body under a size limit.
+//!
+//! Owns the rule "a sensitive file's diff is never sent": [`prepare`] strips it whatever the
+//! event carries. Never renders file content other than a non-sensitive event's diff.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::sink::Batch;
+use super::AlertError;
+use crate::event::{escape_bytes, Event};
+
+/// How urgent one change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// High for sensitive files and for files that grant access or run code at startup;
+/// medium otherwise. The one place this rule lives.
+pub fn severity(event: &Event) -> Severity {
+    if event.sensitive || is_high_path(&event.path_buf()) {
+        Severity::High
+    } else {
+        Severity::Medium
+    }
+}
+
+/// Paths whose change is high severity: authorized_keys, sudoers, SSH daemon and PAM config,
+/// the dynamic loader's preload list, cron, and startup/service files (systemd units, SysV
+/// init scripts, rc.local).
+pub fn is_high_path(path: &Path) -> bool {
+    const NAMES: &[&str] = &[
+        "authorized_keys",
+        "authorized_keys2",
+        "sshd_config",
+        "sudoers",
+        "rc.local",
+        "crontab",
+        "anacrontab",
+        "ld.so.preload",
+    ];
+    const PREFIXES: &[&str] = &[
+        "/etc/sudoers.d/",
+        "/etc/ssh/sshd_config.d/",
+        "/etc/pam.d/",
+        "/etc/systemd/",
+        "/lib/systemd/",
+        "/usr/lib/systemd/",
+        "/usr/local/lib/systemd/",
+        "/run/systemd/system/",
+        "/etc/init.d/",
+        "/etc/init/",
+        "/etc/rc.d/",
+        "/etc/cron",
+        "/var/spool/cron/",
+    ];
+    let bytes = path.as_os_str().as_bytes();
+    let text = String::from_utf8_lossy(bytes);
+    let name = path
+        .file_name()
+        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+        .unwrap_or_default();
+    NAMES.contains(&name.as_str())
+        || PREFIXES.iter().any(|p| text.starts_with(p))
+        || text.contains("/.config/systemd/user/")
+        || is_sysv_rc_dir(&text)
+}
+
+/// `/etc/rc0.d/` … `/etc/rc6.d/`, `/etc/rcS.d/`.
+fn is_sysv_rc_dir(text: &str) -> bool {
+    text.strip_prefix("/etc/rc")
+        .and_then(|rest| rest.get(..4))
+        .is_some_and(|head| head.ends_with(".d/"))
+}
+
+/// The event as a sink may send it: the diff only when `include_diff` is on, the event is not
+/// sensitive and the sink takes diffs, cut to `diff_chars`.
+pub fn prepare(mut event: Event, include_diff: bool, diff_chars: usize) -> Event {
+    event.diff = match event.diff.take() {
+        // An empty diff is dropped too (Jira's ADF rejects an empty text node).
+        Some(d) if include_diff && !event.sensitive && diff_chars > 0 && !d.is_empty() => {
+            Some(cut(&d, diff_chars, "\n… (diff truncated)"))
+        }
+        _ => None,
+    };
+    event
+}
+
+/// At most `max` characters of `s`; when cut, the last characters are replaced by `marker`.
+pub fn cut(s: &str, max: usize, marker: &str) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let keep = max.saturating_sub(marker.chars().count());
+    let end = s
+        .char_indices()
+        .nth(keep)
+        .map(|(i, _)| i)
+        .unwrap_or(s.len());
+    format!("{}{marker}", &s[..end])
+}
+
+/// `9990` → `9,990`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The path on one line: invalid UTF-8 as `\xNN`, control characters escaped.
+pub fn shown_path(event: &Event) -> String {
+    escape_bytes(event.path_buf().as_os_str().as_bytes())
+}
+
+/// One line naming the batch: the change itself, or the digest count.
+pub fn title(batch: &Batch) -> String {
+    if batch.test {
+        return format!("[fimd] {}: test alert", batch.host);
+    }
+    match (batch.total, batch.events.first()) {
+        (1, Some(ev)) => format!(
+            "[fimd] {}: {} {}",
+            batch.host,
+            shown_path(ev),
+            ev.event.as_str()
+        ),
+        (n, _) => {
+            let high = if batch.high > 0 {
+                format!(" ({} high)", thousands(batch.high))
+            } else {
+                String::new()
+            };
+            format!("[fimd] {}: {} file changes{high}", batch.host, thousands(n))
+        }
+    }
+}
+
+/// "and 9,990 more changes (12 high)", or `None` when every event is shown.
+pub fn omitted_line(batch: &Batch) -> Option<String> {
+    let n = batch.omitted();
+    if n == 0 {
+        return None;
+    }
+    let shown_high = batch
+        .events
+        .iter()
+        .filter(|e| severity(e) == Severity::High)
+        .count();
+    let high = batch.high.saturating_sub(shown_high);
+    let word = if n == 1 { "change" } else { "changes" };
+    Some(match high {
+        0 => format!("and {} more {word}", thousands(n)),
+        h => format!("and {} more {word} ({} high)", thousands(n), thousands(h)),
+    })
+}
+
+/// The facts of one event as (label, value) pairs, raw (escape per target).
+pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
+    let sha = |s: &Option<crate::event::StateJson>| {
+        s.as_ref()
+            .and_then(|s| s.sha256.clone())
+            .unwrap_or_else(|| "-".to_string())
+    };
+    let mut v = vec![
+        ("Path", shown_path(event)),
+        ("Change", event.event.as_str().to_string()),
+        ("Severity", severity(event).as_str().to_string()),
+        ("Changed", event.changed.join(", ")),
+        ("Old sha256", sha(&event.old)),
+        ("New sha256", sha(&event.new)),
+        ("Time", event.time.clone()),
+        ("Source", event.source.as_str().to_string()),
+    ];
+    if let Some(id) = event.id {
+        v.push(("Event", id.to_string()));
+    }
+    if event.sensitive {
+        v.push(("Sensitive", "yes (content never sent)".to_string()));
+    }
+    v
+}
+
+/// The event as plain text lines (ServiceNow, Jira DC, Jira ADF code blocks).
+pub fn plain_text(event: &Event) -> String {
+    let mut out = format!(
+        "[{}] {} {}",
+        severity(event).as_str().to_uppercase(),
+        event.event.as_str(),
+        shown_path(event)
+    );
+    for (label, value) in facts(event).into_iter().skip(3) {
+        out.push_str(&format!("\n{label}: {value}"));
+    }
+    out
+}
+
+/// Slack mrkdwn: `&`, `<`, `>` become entities (so a file named `<!channel>` cannot ping and
+/// `<http://x|y>` cannot spoof a link); a backtick becomes `ˋ` (U+02CB) so a name cannot close
+/// a code span.
+pub fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '`' => out.push('ˋ'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Teams (Adaptive Card) markdown: backslash-escape every character that starts markup.
+pub fn teams_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(
+            c,
+            '\\' | '*'
+                | '_'
+                | '`'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '#'
+                | '~'
+                | '<'
+                | '>'
+                | '-'
+                | '+'
+                | '!'
+                | '|'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Render `batch` and, if the body exceeds `max_bytes`, render again without diffs, then with
+/// fewer events shown (the dropped ones join the "more changes" count). Never drops an event
+/// from `total`; only digest sinks may use this.
+pub fn fit<F>(batch: &Batch, max_bytes: usize, render: F) -> Result<Vec<u8>, AlertError>
+where
+    F: Fn(&Batch) -> Result<Vec<u8>, AlertError>,
+{
+    let body = render(batch)?;
+    if body.len() <= max_bytes {
+        return Ok(body);
+    }
+    let mut smaller = batch.clone();
+    for e in &mut smaller.events {
+        e.diff = None;
+    }
+    loop {
+        let body = render(&smaller)?;
+        if body.len() <= max_bytes || smaller.events.len() <= 1 {
+            return Ok(body);
+        }
+        let keep = smaller.events.len() / 2;
+        smaller.events.truncate(keep.max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventKind, Source};
+
+    pub(crate) fn ev(path: &str, sensitive: bool) -> Event {
+        Event {
+            id: Some(1),
+            time: "2026-11-30T08:00:00Z".into(),
+            host: "web1".into(),
+            source: Source::Inotify,
+            event: EventKind::Modified,
+            path: path.into(),
+            path_hex: None,
+            changed: vec!["sha256".into()],
+            old: None,
+            new: None,
+            sensitive,
+            diff: Some("-a\n+b".into()),
+        }
+    }
+
+    #[test]
+    fn severity_table() {
+        let high = [
+            "/root/.ssh/authorized_keys",
+            "/home/u/.ssh/authorized_keys2",
+            "/etc/sudoers",
+            "/etc/sudoers.d/90-cloud",
+            "/etc/systemd/system/evil.service",
+            "/usr/lib/systemd/system/ssh.service",
+            "/lib/systemd/system/cron.service",
+            "/etc/init.d/ssh",
+            "/etc/rc.local",
+            "/etc/rc2.d/S01x",
+            "/etc/crontab",
+            "/etc/cron.d/job",
+            "/etc/cron.daily/logrotate",
+            "/var/spool/cron/crontabs/root",
+            "/etc/ld.so.preload",
+            "/etc/ssh/sshd_config",
+            "/etc/ssh/sshd_config.d/50-cloud.conf",
+            "/etc/pam.d/sshd",
+            "/home/u/.config/systemd/user/x.service",
+        ];
+        for p in high {
+            assert_eq!(severity(&ev(p, false)), Severity::High, "{p}");
+        }
+        for p in [
+            "/etc/nginx/nginx.conf",
+            "/etc/hosts",
+            "/etc/ssh/ssh_config",
+            "/etc/rcfoo",
+        ] {
+            assert_eq!(severity(&ev(p, false)), Severity::Medium, "{p}");
+        }
+        assert_eq!(severity(&ev("/etc/app.conf", true)), Severity::High);
+    }
+
+    #[test]
+    fn diffs_only_when_allowed() {
+        assert_eq!(
+            prepare(ev("/etc/a", false), true, 100).diff.as_deref(),
+            Some("-a\n+b")
+        );
+        assert_eq!(prepare(ev("/etc/a", false), false, 100).diff, None);
+        assert_eq!(prepare(ev("/etc/a", true), true, 100).diff, None);
+        assert_eq!(prepare(ev("/etc/a", false), true, 0).diff, None);
+        let mut empty = ev("/etc/a", false);
+        empty.diff = Some(String::new());
+        assert_eq!(prepare(empty, true, 100).diff, None);
+        let mut long = ev("/etc/a", false);
+        long.diff = Some("x".repeat(500));
+        let d = prepare(long, true, 100).diff.unwrap_or_default();
+        assert_eq!(d.chars().count(), 100);
+        assert!(d.ends_with("(diff truncated)"));
+    }
+
+    #[test]
+    fn escapes_and_numbers() {
+        assert_eq!(
+            slack_escape("<!channel> & `x`"),
+            "&lt;!channel&gt; &amp; ˋxˋ"
+        );
+        assert_eq!(teams_escape("[a](b)*_"), "\\[a\\]\\(b\\)\\*\\_");
+        assert_eq!(thousands(9990), "9,990");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(cut("héllo wörld", 5, "…"), "héll…");
+    }
+
+    #[test]
+    fn digest_lines() {
+        let b = Batch {
+            host: "web1".into(),
+            events: vec![ev("/etc/a", false)],
+            total: 10_000,
+            high: 3,
+            test: false,
+        };
+        assert_eq!(title(&b), "[fimd] web1: 10,000 file changes (3 high)");
+        assert_eq!(
+            omitted_line(&b).as_deref(),
+            Some("and 9,999 more changes (3 high)")
+        );
+        let one = Batch {
+            total: 1,
+            high: 0,
+            ..b
+        };
+        assert_eq!(title(&one), "[fimd] web1: /etc/a modified");
+        assert_eq!(omitted_line(&one), None);
+    }
+}

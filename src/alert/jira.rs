@@ -1,0 +1,184 @@
+//! Jira issue creation (notifications.md §3). With a `user`: Jira Cloud, REST v3
+//! `POST {url}/rest/api/3/issue`, Basic `user:api_token`, ADF description. With an empty
+//! `user`: Data Center, REST v2 `POST {url}/rest/api/2/issue`, `Authorization: Bearer <PAT>`,
+//! plain-text description. One issue per batch (a digest); success is 201 with the issue key,
+//! stored as the outbox `remote_id`.
+//!
+//! Summary ≤ 255 chars, description ≤ 30 KB. Never shows the token. Does not yet search
+//! before create, so a POST that timed out after Jira created the issue can duplicate it.
+
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use reqwest::{Client, RequestBuilder, StatusCode, Url};
+use serde_json::{json, Value};
+
+use super::content::{self, cut};
+use super::sink::{check_url, http_outcome, origin, Batch, Limits, Outcome, Sink};
+use super::AlertError;
+use crate::config::notify::JiraConfig;
+use crate::config::Secret;
+
+const MAX_BODY: usize = 30_000;
+
+/// A configured Jira project.
+pub struct Jira {
+    endpoint: Url,
+    user: String,
+    token: Secret,
+    project: String,
+    issue_type: String,
+}
+
+impl Jira {
+    pub fn new(cfg: &JiraConfig) -> Result<Jira, AlertError> {
+        let bad = |message: &str| AlertError::Config {
+            sink: "jira",
+            message: message.to_string(),
+        };
+        let base = check_url("jira", "url", &cfg.url)?;
+        if cfg.api_token.is_empty() {
+            return Err(bad("api_token is empty"));
+        }
+        if cfg.project_key.trim().is_empty() {
+            return Err(bad("project_key is empty"));
+        }
+        let version = if cfg.user.is_empty() { 2 } else { 3 };
+        let endpoint = format!(
+            "{}/rest/api/{version}/issue",
+            base.as_str().trim_end_matches('/')
+        );
+        let endpoint = check_url("jira", "url", &endpoint)?;
+        let issue_type = match cfg.issue_type.trim() {
+            "" => "Task".to_string(),
+            t => t.to_string(),
+        };
+        Ok(Jira {
+            endpoint,
+            user: cfg.user.clone(),
+            token: cfg.api_token.clone(),
+            project: cfg.project_key.trim().to_string(),
+            issue_type,
+        })
+    }
+
+    fn cloud(&self) -> bool {
+        !self.user.is_empty()
+    }
+
+    fn render(&self, batch: &Batch) -> Result<Vec<u8>, AlertError> {
+        let description = if self.cloud() {
+            adf(batch)
+        } else {
+            Value::String(plain(batch))
+        };
+        let mut labels = vec!["fimd".to_string()];
+        labels.push(
+            if batch.high > 0 {
+                "fimd-high"
+            } else {
+                "fimd-medium"
+            }
+            .to_string(),
+        );
+        if batch.test {
+            labels.push("fimd-test".to_string());
+        }
+        let body = json!({"fields": {
+            "project": {"key": self.project},
+            "issuetype": {"name": self.issue_type},
+            "summary": cut(&content::title(batch), 255, "…"),
+            "labels": labels,
+            "description": description,
+        }});
+        serde_json::to_vec(&body).map_err(|e| AlertError::Build {
+            sink: "jira",
+            message: e.to_string(),
+        })
+    }
+}
+
+impl Sink for Jira {
+    fn name(&self) -> &'static str {
+        "jira"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_rows: 10_000,
+            shown: 20,
+            diff_chars: 1_000,
+        }
+    }
+
+    fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
+        let body = content::fit(batch, MAX_BODY, |b| self.render(b))?;
+        let req = http
+            .post(self.endpoint.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body);
+        Ok(if self.cloud() {
+            req.basic_auth(&self.user, Some(self.token.expose()))
+        } else {
+            req.bearer_auth(self.token.expose())
+        })
+    }
+
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
+        match http_outcome(status, headers) {
+            Outcome::Delivered { .. } => Outcome::Delivered {
+                remote_id: serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|v| v["key"].as_str().map(str::to_string)),
+            },
+            other => other,
+        }
+    }
+
+    fn target(&self) -> String {
+        origin(&self.endpoint)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.token.expose().to_string()]
+    }
+}
+
+/// Atlassian Document Format: a heading paragraph, then per event a code block of its facts
+/// (and its diff), then the "more changes" line.
+fn adf(batch: &Batch) -> Value {
+    let text = |t: String| json!({"type": "text", "text": t});
+    let code = |t: String, lang: &str| json!({"type": "codeBlock", "attrs": {"language": lang}, "content": [{"type": "text", "text": t}]});
+    let mut content = vec![json!({"type": "paragraph", "content": [
+        text(format!("{} detected by fimd on ", if batch.test { "Test alert" } else { "File changes" })),
+        {"type": "text", "text": batch.host, "marks": [{"type": "strong"}]}]})];
+    for ev in &batch.events {
+        content.push(code(content::plain_text(ev), "text"));
+        if let Some(diff) = &ev.diff {
+            content.push(code(diff.clone(), "diff"));
+        }
+    }
+    if let Some(more) = content::omitted_line(batch) {
+        content.push(json!({"type": "paragraph", "content": [text(more)]}));
+    }
+    json!({"type": "doc", "version": 1, "content": content})
+}
+
+/// Data Center description: plain text in `{noformat}` blocks (no wiki markup from paths).
+fn plain(batch: &Batch) -> String {
+    let guard = |s: &str| s.replace("{noformat", "{ noformat");
+    let mut out = format!("File changes detected by fimd on {}\n", batch.host);
+    for ev in &batch.events {
+        out.push_str(&format!(
+            "{{noformat}}\n{}\n{{noformat}}\n",
+            guard(&content::plain_text(ev))
+        ));
+        if let Some(diff) = &ev.diff {
+            out.push_str(&format!("{{noformat}}\n{}\n{{noformat}}\n", guard(diff)));
+        }
+    }
+    if let Some(more) = content::omitted_line(batch) {
+        out.push_str(&more);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,211 @@
+//! Alert delivery: the outbox worker, retry/backoff, batching, and one module per sink behind
+//! the [`Sink`] trait.
+//!
+//! # What the rest of fimd calls
+//!
+//! ```text
+//! // startup / reload (after credentials::apply_overrides on the NotifyConfig):
+//! let sinks = alert::Sinks::from_config(&cfg.notify, &cfg.host())?;     // AlertError::Config → exit 17
+//! sinks.names();       // ["slack", "webhook"]: the sink names to enqueue for
+//! sinks.describe();    // config-check lines: "slack: https://hooks.slack.com (fingerprint 1a2b3c4d)"
+//!
+//! // in the pipeline's transaction, after inserting the events:
+//! alert::enqueue(&mut tx, &event_ids, &sinks.names(), now_ns).await?;
+//! // after commit:
+//! wake.notify_one();
+//!
+//! // daemon: tracker.spawn(alert::run_worker(pool, sinks, cfg.notify.clone(), wake, token));
+//! // fimd check, before exit: alert::flush(&pool, &sinks, &cfg.notify, Duration::from_secs(20)).await?
+//! // fimd notify-test:        alert::notify_test(&sinks).await
+//! // fimd status:             alert::outbox::backlog(&pool).await?
+//! ```
+//!
+//! # Delivery model
+//! One outbox row per (event, sink), inserted with the event. A pass claims up to
+//! `Limits::max_rows` due rows of a sink and sends ONE request for them: a digest for chat and
+//! ticket sinks (the first few events in full, the rest counted), every event for the generic
+//! webhook (500 per request). At most one request per sink per `batch_window`: the first
+//! change goes out at once, a burst after it becomes the next window's digest. Failures back
+//! off exponentially with full jitter; 429 (and 503 with `Retry-After`) pause the whole sink;
+//! 3xx/4xx other than 408/429 park the rows with one error log line; rows older than
+//! `retry_for` become `failed` with a warning. Rows are never deleted. All of this state is
+//! in the database (`outbox`, `alert_sinks`), so a restart resumes it.
+//!
+//! # Decisions (where DESIGN.md / notifications.md leave room or differ)
+//! - Batch window is leading-edge: a sink idle for a window gets the first change at once;
+//!   the window then gates the next request. The gate lives in `alert_sinks` (migration
+//!   0002), so it binds `fimd check` and the daemon alike and survives restarts.
+//! - A failed request also gates its sink until the retry is due, so rows queued during an
+//!   outage do not add requests; the backoff exponent is the highest `attempts` in the batch.
+//! - Webhook signature: `X-Fimd-Signature: sha256=<hex HMAC-SHA256(secret, body)>` over the
+//!   exact body bytes, no timestamp (notifications.md §6 suggested `v1=` with a timestamp).
+//!   A `notify-test` request carries `X-Fimd-Test: true`; its body has the normal shape.
+//! - The generic webhook sends DESIGN's event objects, not notifications.md §0's
+//!   `fimd.event/v1`; 500 events per request, diffs (when allowed) cut to 16 KiB each.
+//! - 400/413/422 park the rows (no "shrink once and retry"); every body is already fitted
+//!   under the vendor's documented size. 3xx parks too (redirects are never followed).
+//! - 429 without `Retry-After` pauses the sink 60 s; `Retry-After` is capped at 15 min.
+//! - Jira and ServiceNow do not search before create: a POST that timed out after the vendor
+//!   created the ticket is retried and can duplicate it (at-least-once).
+//! - Severity is `high` or `medium` only ([`content::severity`]).
+//!
+//! Never logs, stores or returns a secret: sinks hold them in [`Secret`]s, transport errors go
+//! through `without_url()`, and every answer and error text is redacted against the sink's
+//! secrets before it is logged or written to `last_error`.
+
+pub mod content;
+pub mod credentials;
+pub mod events;
+pub mod jira;
+pub mod outbox;
+pub mod rapid7;
+pub mod servicenow;
+pub mod sink;
+pub mod slack;
+pub mod teams;
+pub mod webhook;
+pub mod worker;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Client;
+
+pub use credentials::{apply_overrides, SinkFlags};
+pub use events::load_events;
+pub use outbox::enqueue;
+pub use sink::{Batch, Limits, Outcome, Sink};
+pub use worker::{deliver_due_at, flush, notify_test, run_worker, FlushReport, PassReport};
+
+use crate::config::{NotifyConfig, Secret};
+
+/// Everything that can go wrong in the alert layer. Messages name the sink and never hold a
+/// secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// A sink's configuration is unusable (exit code 17).
+    #[error("notify.{sink}: {message}")]
+    Config { sink: &'static str, message: String },
+    /// A request could not be built from a batch.
+    #[error("{sink}: cannot build the request: {message}")]
+    Build { sink: &'static str, message: String },
+    /// The HTTP client could not be created (TLS setup, proxy settings).
+    #[error("cannot create the HTTP client: {0}")]
+    Client(String),
+    /// The outbox database failed.
+    #[error("outbox database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The configured sinks, the host name they report and the one shared HTTP client.
+pub struct Sinks {
+    host: String,
+    list: Vec<Box<dyn Sink>>,
+    http: Client,
+}
+
+impl fmt::Debug for Sinks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sinks")
+            .field("host", &self.host)
+            .field("sinks", &self.names())
+            .finish()
+    }
+}
+
+impl Sinks {
+    /// Build every configured sink (empty when none is). Fails on the first unusable sink
+    /// config: bad URL, plain http to a non-loopback host, missing credential.
+    pub fn from_config(cfg: &NotifyConfig, host: &str) -> Result<Sinks, AlertError> {
+        let mut list: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(c) = &cfg.slack {
+            list.push(Box::new(slack::Slack::new(c)?));
+        }
+        if let Some(c) = &cfg.teams {
+            list.push(Box::new(teams::Teams::new(c)?));
+        }
+        if let Some(c) = &cfg.jira {
+            list.push(Box::new(jira::Jira::new(c)?));
+        }
+        if let Some(c) = &cfg.servicenow {
+            list.push(Box::new(servicenow::ServiceNow::new(c)?));
+        }
+        if let Some(c) = &cfg.rapid7 {
+            list.push(Box::new(rapid7::Rapid7::new(c)?));
+        }
+        if let Some(c) = &cfg.webhook {
+            list.push(Box::new(webhook::Webhook::new(c)?));
+        }
+        Ok(Sinks {
+            host: host.to_string(),
+            list,
+            http: http_client()?,
+        })
+    }
+
+    /// Sink names in a fixed order: the values of the outbox `sink` column.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.list.iter().map(|s| s.name()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// One line per sink for `config-check`: name, `scheme://host[:port]` and an 8-hex
+    /// fingerprint of its credentials (to tell two configurations apart). Never the secret.
+    pub fn describe(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|s| {
+                let fp = Secret::new(s.secrets().join("\n")).fingerprint();
+                format!("{}: {} (fingerprint {fp})", s.name(), s.target())
+            })
+            .collect()
+    }
+
+    /// The host name alerts report.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn Sink> {
+        self.list.iter().map(|b| b.as_ref())
+    }
+
+    pub(crate) fn http(&self) -> &Client {
+        &self.http
+    }
+}
+
+/// The one HTTP client: rustls, connect timeout 10 s, total 30 s, no redirects (credentials
+/// and bodies never follow one), `User-Agent: fimd/<version>`. `HTTPS_PROXY` is honoured, but
+/// never for loopback or the cloud metadata address.
+pub fn http_client() -> Result<Client, AlertError> {
+    let mut builder = Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("fimd/", env!("CARGO_PKG_VERSION")))
+        .no_proxy();
+    let proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    if let Some(proxy) = proxy {
+        let mut bypass = "localhost,127.0.0.1,::1,169.254.169.254".to_string();
+        if let Some(extra) = ["NO_PROXY", "no_proxy"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok())
+        {
+            bypass.push(',');
+            bypass.push_str(&extra);
+        }
+        let p = reqwest::Proxy::https(proxy.as_str())
+            .map_err(|e| AlertError::Client(format!("HTTPS_PROXY: {}", e.without_url())))?
+            .no_proxy(reqwest::NoProxy::from_string(&bypass));
+        builder = builder.proxy(p);
+    }
+    builder
+        .build()
+        .map_err(|e| AlertError::Client(e.without_url().to_string()))
+}

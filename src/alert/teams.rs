@@ -1,0 +1,103 @@
+//! Microsoft Teams Workflows webhook (notifications.md §5): `POST` to the Workflows URL with an
+//! Adaptive Card 1.4 in a `message` envelope; success is `202 Accepted`. The URL (its `sig`
+//! query parameter) is the credential: held as a [`Secret`], only scheme and host are shown.
+//!
+//! Body kept under 27 KB (Teams rejects about 28 KB); text is markdown-escaped. Legacy O365
+//! connector URLs are not special-cased (they are retired); no host allowlist.
+
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Client, RequestBuilder, Url};
+use serde_json::{json, Value};
+
+use super::content::{self, teams_escape};
+use super::sink::{check_url, origin, Batch, Limits, Sink};
+use super::AlertError;
+use crate::config::notify::TeamsConfig;
+use crate::config::Secret;
+
+const MAX_BODY: usize = 27_000;
+
+/// A configured Teams Workflows webhook.
+pub struct Teams {
+    url: Url,
+    secret: Secret,
+}
+
+impl Teams {
+    pub fn new(cfg: &TeamsConfig) -> Result<Teams, AlertError> {
+        let url = check_url("teams", "webhook_url", cfg.webhook_url.expose())?;
+        Ok(Teams {
+            url,
+            secret: cfg.webhook_url.clone(),
+        })
+    }
+}
+
+impl Sink for Teams {
+    fn name(&self) -> &'static str {
+        "teams"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_rows: 10_000,
+            shown: 10,
+            diff_chars: 1_000,
+        }
+    }
+
+    fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
+        let body = content::fit(batch, MAX_BODY, render)?;
+        Ok(http
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body))
+    }
+
+    fn target(&self) -> String {
+        origin(&self.url)
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        vec![self.secret.expose().to_string()]
+    }
+}
+
+fn render(batch: &Batch) -> Result<Vec<u8>, AlertError> {
+    let mut body = vec![
+        json!({"type": "TextBlock", "size": "Large", "weight": "Bolder",
+        "text": teams_escape(&content::title(batch)), "wrap": true}),
+    ];
+    for ev in &batch.events {
+        let facts: Vec<Value> = content::facts(ev)
+            .into_iter()
+            .map(|(title, value)| json!({"title": title, "value": teams_escape(&value)}))
+            .collect();
+        body.push(json!({"type": "FactSet", "separator": true, "facts": facts}));
+        if let Some(diff) = &ev.diff {
+            body.push(
+                json!({"type": "TextBlock", "fontType": "Monospace", "wrap": true,
+                "text": teams_escape(diff)}),
+            );
+        }
+    }
+    if let Some(more) = content::omitted_line(batch) {
+        body.push(json!({"type": "TextBlock", "weight": "Bolder", "text": more, "wrap": true}));
+    }
+    body.push(
+        json!({"type": "TextBlock", "isSubtle": true, "size": "Small", "wrap": true,
+        "text": teams_escape(&format!("fimd {} · {}", env!("CARGO_PKG_VERSION"), batch.host))}),
+    );
+    let message = json!({"type": "message", "attachments": [{
+    "contentType": "application/vnd.microsoft.card.adaptive",
+    "contentUrl": null,
+    "content": {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard", "version": "1.4", "msteams": {"width": "Full"},
+        "body": body,
+    }}]});
+    serde_json::to_vec(&message).map_err(|e| AlertError::Build {
+        sink: "teams",
+        message: e.to_string(),
+    })
+}

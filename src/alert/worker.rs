@@ -1,0 +1,391 @@
+//! Delivery: one pass over the due outbox rows of every sink ([`deliver_due_at`]), the daemon
+//! task that repeats it ([`run_worker`]), the bounded flush for `fimd check` ([`flush`]) and
+//! `notify-test` ([`notify_test`]). Owns sending, the backoff decision and what gets logged.
+//!
+//! Guarantees: one request per sink per pass (and per `batch_window`, via the gate in
+//! `outbox.rs`); every log line and `last_error` is redacted against the sink's secrets and
+//! built from `reqwest::Error::without_url()`; shutdown cancels only the sleep between passes,
+//! never a send or a transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Client;
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::content::{self, severity, Severity};
+use super::outbox::{self, DueRow, Resolution};
+use super::sink::{excerpt, redact, Batch, Outcome, Sink};
+use super::{AlertError, Sinks};
+use crate::config::NotifyConfig;
+use crate::event::{Event, EventKind, Source};
+use crate::timefmt::{now_ns, rfc3339_ns};
+
+/// How long the worker sleeps when nothing is queued (a wake-up ends it sooner).
+const IDLE: Duration = Duration::from_secs(3600);
+/// The pause after a pass failed on the database.
+const DB_RETRY: Duration = Duration::from_secs(5);
+/// The shortest sleep between passes.
+const MIN_SLEEP: Duration = Duration::from_millis(10);
+/// The most of a remote answer kept for a log line or `last_error`.
+const ANSWER_CHARS: usize = 300;
+
+/// What one or more passes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// HTTP requests sent.
+    pub requests: usize,
+    /// Outbox rows marked delivered / scheduled for retry / parked / failed (retry_for).
+    pub delivered: usize,
+    pub retried: usize,
+    pub parked: usize,
+    pub failed: usize,
+}
+
+impl PassReport {
+    fn add(&mut self, o: &PassReport) {
+        self.requests += o.requests;
+        self.delivered += o.delivered;
+        self.retried += o.retried;
+        self.parked += o.parked;
+        self.failed += o.failed;
+    }
+}
+
+/// The result of [`flush`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    pub done: PassReport,
+    /// Rows of the configured sinks still pending when the flush returned.
+    pub still_pending: i64,
+}
+
+/// The result of one send, before it is written back.
+struct Attempt {
+    outcome: Outcome,
+    status: Option<u16>,
+    /// Redacted, truncated answer body or transport error.
+    detail: String,
+}
+
+/// One pass as if the wall clock read `now_ns`: expire old rows, then for each sink claim its
+/// due rows, send one request and record the result. Tests drive time through `now_ns`.
+pub async fn deliver_due_at(
+    pool: &SqlitePool,
+    sinks: &Sinks,
+    cfg: &NotifyConfig,
+    now_ns: i64,
+) -> Result<PassReport, AlertError> {
+    deliver(pool, sinks, cfg, now_ns, None).await
+}
+
+async fn deliver(
+    pool: &SqlitePool,
+    sinks: &Sinks,
+    cfg: &NotifyConfig,
+    now: i64,
+    stop: Option<&CancellationToken>,
+) -> Result<PassReport, AlertError> {
+    let mut report = PassReport::default();
+    for (sink, count, last_error) in outbox::expire(pool, now, cfg.retry_for).await? {
+        tracing::warn!(sink = %sink, rows = count, last_error = last_error.as_deref().unwrap_or("-"),
+            retry_for = %humantime::format_duration(cfg.retry_for),
+            "alerts not delivered within retry_for; marked failed");
+        report.failed += usize::try_from(count).unwrap_or(0);
+    }
+    for sink in sinks.iter() {
+        if stop.is_some_and(|s| s.is_cancelled()) {
+            break;
+        }
+        let limits = sink.limits();
+        let Some(rows) =
+            outbox::claim(pool, sink.name(), now, cfg.batch_window, limits.max_rows).await?
+        else {
+            continue;
+        };
+        let batch = build_batch(pool, sinks.host(), &rows, sink, cfg.include_diff).await?;
+        let attempt = send(sinks.http(), sink, &batch).await;
+        report.requests += 1;
+        let resolution = resolve(sink, &attempt, &rows, cfg);
+        match &resolution {
+            Resolution::Delivered { .. } => report.delivered += rows.len(),
+            Resolution::Retry { .. } | Resolution::Pause { .. } => report.retried += rows.len(),
+            Resolution::Park { .. } => report.parked += rows.len(),
+        }
+        outbox::record(pool, sink.name(), &rows, &resolution, now).await?;
+    }
+    Ok(report)
+}
+
+/// The batch for claimed rows: the first `shown` events in full (diffs per the rules), the
+/// rest loaded without diffs only to count them and their severity.
+async fn build_batch(
+    pool: &SqlitePool,
+    host: &str,
+    rows: &[DueRow],
+    sink: &dyn Sink,
+    include_diff: bool,
+) -> Result<Batch, AlertError> {
+    let limits = sink.limits();
+    let mut ids: Vec<i64> = rows.iter().map(|r| r.event_id).collect();
+    ids.sort_unstable();
+    let split = limits.shown.min(ids.len());
+    let diff = (include_diff && limits.diff_chars > 0).then_some(limits.diff_chars);
+    let shown = super::events::load_events(pool, &ids[..split], diff).await?;
+    let rest = super::events::load_events(pool, &ids[split..], None).await?;
+    let events: Vec<Event> = shown
+        .into_iter()
+        .map(|e| content::prepare(e, include_diff, limits.diff_chars))
+        .collect();
+    let high = events
+        .iter()
+        .chain(rest.iter())
+        .filter(|e| severity(e) == Severity::High)
+        .count();
+    Ok(Batch {
+        host: host.to_string(),
+        events,
+        total: rows.len(),
+        high,
+        test: false,
+    })
+}
+
+/// Build, send and classify one request. Never returns a secret in `detail`.
+async fn send(http: &Client, sink: &dyn Sink, batch: &Batch) -> Attempt {
+    let secrets = sink.secrets();
+    let request = match sink.request(http, batch) {
+        Ok(r) => r,
+        Err(e) => {
+            return Attempt {
+                outcome: Outcome::Park {
+                    reason: "request could not be built".into(),
+                },
+                status: None,
+                detail: redact(&e.to_string(), &secrets),
+            }
+        }
+    };
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Attempt {
+                outcome: Outcome::Retry {
+                    after: None,
+                    reason: "request failed".into(),
+                },
+                status: None,
+                detail: redact(&error_chain(e.without_url()), &secrets),
+            }
+        }
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = read_capped(response, 64 * 1024).await;
+    Attempt {
+        outcome: sink.classify(status, &headers, &body),
+        status: Some(status.as_u16()),
+        detail: redact(&excerpt(&body, ANSWER_CHARS), &secrets),
+    }
+}
+
+/// The response body, at most `cap` bytes (a hostile or broken server cannot exhaust memory).
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < cap {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(cap - body.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
+/// `reqwest::Error` and its sources on one line (the URL already removed by the caller).
+fn error_chain(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Turn an attempt into what the outbox records, logging once per request.
+fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) -> Resolution {
+    let name = sink.name();
+    let status = a.status.map_or_else(|| "-".to_string(), |s| s.to_string());
+    let with_detail = |head: String| match a.detail.is_empty() {
+        true => head,
+        false => format!("{head}: {}", a.detail),
+    };
+    match &a.outcome {
+        Outcome::Delivered { remote_id } => {
+            tracing::info!(sink = name, status = %status, rows = rows.len(),
+                remote_id = remote_id.as_deref().unwrap_or("-"), "alert delivered");
+            Resolution::Delivered {
+                remote_id: remote_id.clone(),
+            }
+        }
+        Outcome::Retry { after, reason } => {
+            let attempt = rows
+                .iter()
+                .map(|r| r.attempts)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1);
+            let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+            let delay = after.unwrap_or_else(|| {
+                outbox::next_delay(
+                    attempt,
+                    cfg.backoff_initial,
+                    cfg.backoff_max,
+                    outbox::random_fraction(),
+                )
+            });
+            let error = with_detail(reason.to_string());
+            tracing::warn!(sink = name, status = %status, error = %error, attempt,
+                retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+            Resolution::Retry { delay, error }
+        }
+        Outcome::PauseSink { for_ } => {
+            tracing::warn!(sink = name, status = %status, pause = %humantime::format_duration(*for_),
+                "sink throttled us; pausing it");
+            Resolution::Pause {
+                for_: *for_,
+                error: with_detail(format!("HTTP {status} (throttled)")),
+            }
+        }
+        Outcome::Park { reason } => {
+            tracing::error!(sink = name, status = %status, reason = %reason, answer = %a.detail,
+                rows = rows.len(),
+                "alert rejected by the sink; rows parked and not retried (fix the sink's configuration)");
+            Resolution::Park {
+                error: with_detail(reason.to_string()),
+            }
+        }
+    }
+}
+
+/// Deliver what is due now and what falls due within `max_wait` (retries, the next batch
+/// window), then return; anything left stays queued for the daemon or the next run.
+pub async fn flush(
+    pool: &SqlitePool,
+    sinks: &Sinks,
+    cfg: &NotifyConfig,
+    max_wait: Duration,
+) -> Result<FlushReport, AlertError> {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let names = sinks.names();
+    let mut done = PassReport::default();
+    loop {
+        let pass = deliver(pool, sinks, cfg, now_ns(), None).await?;
+        done.add(&pass);
+        let Some(next) = outbox::next_due(pool, &names, cfg.retry_for).await? else {
+            break;
+        };
+        let wait = Duration::from_nanos(u64::try_from(next.saturating_sub(now_ns())).unwrap_or(0));
+        let idle = pass == PassReport::default() && wait.is_zero();
+        if idle
+            || outbox::pending(pool, &names).await? == 0
+            || tokio::time::Instant::now() + wait > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(wait).await;
+    }
+    let still_pending = outbox::pending(pool, &names).await?;
+    Ok(FlushReport {
+        done,
+        still_pending,
+    })
+}
+
+/// The daemon's delivery task. Runs a pass, then sleeps until the next row is due, `wake` is
+/// notified (the pipeline committed new rows) or `shutdown` is cancelled. Shutdown interrupts
+/// only that sleep (and stops between sinks): a request or transaction in progress completes.
+pub async fn run_worker(
+    pool: SqlitePool,
+    sinks: Sinks,
+    cfg: NotifyConfig,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let names = sinks.names();
+    tracing::info!(sinks = ?names, "alert worker started");
+    while !shutdown.is_cancelled() {
+        let wait = match deliver(&pool, &sinks, &cfg, now_ns(), Some(&shutdown)).await {
+            Ok(_) => match outbox::next_due(&pool, &names, cfg.retry_for).await {
+                Ok(Some(at)) => {
+                    Duration::from_nanos(u64::try_from(at.saturating_sub(now_ns())).unwrap_or(0))
+                        .min(IDLE)
+                }
+                Ok(None) => IDLE,
+                Err(e) => {
+                    tracing::error!(error = %e, "outbox query failed; retrying shortly");
+                    DB_RETRY
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "alert delivery pass failed; retrying shortly");
+                DB_RETRY
+            }
+        };
+        // Never spin: even "due now" waits a moment (a wake-up still ends it at once).
+        let wait = wait.max(MIN_SLEEP);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    tracing::info!("alert worker stopped");
+}
+
+/// Send one test alert to every sink through the same request code; never touches the outbox.
+/// Returns, per sink, `Ok(summary)` or `Err(status and the sink's answer)`, redacted.
+pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)> {
+    let now = now_ns();
+    let event = Event {
+        id: None,
+        time: rfc3339_ns(now),
+        host: sinks.host().to_string(),
+        source: Source::Check,
+        event: EventKind::Modified,
+        path: "/etc/fimd/notify-test".to_string(),
+        path_hex: None,
+        changed: vec!["sha256".to_string()],
+        old: None,
+        new: None,
+        sensitive: false,
+        diff: None,
+    };
+    let batch = Batch {
+        host: sinks.host().to_string(),
+        events: vec![event],
+        total: 1,
+        high: 0,
+        test: true,
+    };
+    let mut out = Vec::new();
+    for sink in sinks.iter() {
+        let a = send(sinks.http(), sink, &batch).await;
+        let status = a.status.map(|s| format!("HTTP {s}"));
+        let result = match &a.outcome {
+            Outcome::Delivered { remote_id } => Ok(match remote_id {
+                Some(id) => format!("{} (created {id})", status.unwrap_or_default()),
+                None => status.unwrap_or_default(),
+            }),
+            _ => Err(match status {
+                Some(s) => format!("{s}: {}", a.detail),
+                None => a.detail.clone(),
+            }),
+        };
+        out.push((sink.name().to_string(), result));
+    }
+    out
+}
