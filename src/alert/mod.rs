@@ -55,7 +55,6 @@
 
 pub mod content;
 pub mod credentials;
-pub mod events;
 pub mod jira;
 pub mod outbox;
 pub mod rapid7;
@@ -71,8 +70,8 @@ use std::time::Duration;
 
 use reqwest::Client;
 
+pub use crate::store::load_events;
 pub use credentials::{apply_overrides, SinkFlags};
-pub use events::load_events;
 pub use outbox::enqueue;
 pub use sink::{Batch, Limits, Outcome, Sink};
 pub use worker::{deliver_due_at, flush, notify_test, run_worker, FlushReport, PassReport};

@@ -133,8 +133,8 @@ async fn build_batch(
     ids.sort_unstable();
     let split = limits.shown.min(ids.len());
     let diff = (include_diff && limits.diff_chars > 0).then_some(limits.diff_chars);
-    let shown = super::events::load_events(pool, &ids[..split], diff).await?;
-    let rest = super::events::load_events(pool, &ids[split..], None).await?;
+    let shown = crate::store::load_events(pool, &ids[..split], diff).await?;
+    let rest = crate::store::load_events(pool, &ids[split..], None).await?;
     let events: Vec<Event> = shown
         .into_iter()
         .map(|e| content::prepare(e, include_diff, limits.diff_chars))

@@ -95,8 +95,6 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         Command::Run => Err(CmdError::Usage(
             "`fimd run` (the daemon) is not built yet".into(),
         )),
-        Command::NotifyTest => Err(CmdError::Usage(
-            "`fimd notify-test` (alert sinks) is not built yet".into(),
-        )),
+        Command::NotifyTest => setup::notify_test(&ctx).await,
     }
 }

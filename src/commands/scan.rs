@@ -44,6 +44,9 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     Ok(Exit::Clean)
 }
 
+/// How long `check` waits for alert delivery before exiting.
+const CHECK_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// `check [--json] [--dry-run] [--full]`: one full scan; exit code = OR of the change bits.
 pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Result<Exit, CmdError> {
     let store = if dry_run {
@@ -58,6 +61,20 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     let pipeline = ctx.pipeline(store.clone(), full)?;
     let mode = if dry_run { Mode::DryRun } else { Mode::Record };
     let report = pipeline.full_scan(mode, Source::Check, &|_| {}).await?;
+    if !dry_run && !ctx.sinks.is_empty() {
+        // Deliver before exiting (bounded); what is left stays queued for the daemon.
+        match crate::alert::flush(store.pool(), &ctx.sinks, &ctx.cfg.notify, CHECK_FLUSH_WAIT).await
+        {
+            Ok(r) if r.still_pending > 0 => {
+                tracing::warn!(
+                    pending = r.still_pending,
+                    "alerts not delivered yet; they stay queued for `fimd run`"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "alert delivery failed; alerts stay queued"),
+        }
+    }
     store.close().await;
     let mut out = String::new();
     for e in &report.events {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{CmdError, Exit};
+use crate::alert::{self, SinkFlags, Sinks};
 use crate::cli::SinkArgs;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::event::display_path;
@@ -21,20 +22,34 @@ pub struct Context {
     /// False when no config file exists and the built-in defaults apply.
     pub config_found: bool,
     pub policy: Arc<Policy>,
+    /// The configured alert sinks (credentials merged from flags, environment, systemd
+    /// credentials and the file).
+    pub sinks: Sinks,
 }
 
 impl Context {
     pub fn load(
         explicit: Option<&Path>,
-        _sinks: &SinkArgs,
+        flags: &SinkArgs,
         events_on_stderr: bool,
     ) -> Result<Context, CmdError> {
         let config_path = explicit
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let config_found = config_path.exists();
-        let cfg = Config::load(&config_path, explicit.is_some())?;
+        let mut cfg = Config::load(&config_path, explicit.is_some())?;
         crate::logging::init(&cfg.daemon.log_level, events_on_stderr);
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let invalid = |message: String| crate::config::ConfigError::Invalid {
+            path: config_path.clone(),
+            message,
+        };
+        alert::apply_overrides(&mut cfg.notify, &sink_flags(flags), credentials.as_deref())
+            .map_err(|e| invalid(e.to_string()))?;
+        let sinks = Sinks::from_config(&cfg.notify, &cfg.host()).map_err(|e| match e {
+            alert::AlertError::Config { .. } => CmdError::Config(invalid(e.to_string())),
+            other => CmdError::Io(other.to_string()),
+        })?;
         let policy = Policy::from_config(&cfg, &config_path)?;
         for w in &policy.warnings {
             tracing::warn!("{w}");
@@ -44,6 +59,7 @@ impl Context {
             config_path,
             config_found,
             policy: Arc::new(policy),
+            sinks,
         })
     }
 
@@ -69,7 +85,7 @@ impl Context {
             self.policy.clone(),
             self.scan_settings(full),
             self.cfg.host(),
-            self.cfg.notify.sink_names(),
+            self.sinks.names(),
             self.cfg.hash_workers(),
         )
         .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))
@@ -152,4 +168,49 @@ pub fn print_stdout(text: &str) -> Result<(), CmdError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CmdError::Io(format!("cannot write to stdout: {e}"))),
     }
+}
+
+fn sink_flags(a: &SinkArgs) -> SinkFlags {
+    SinkFlags {
+        servicenow_instance: a.servicenow_instance.clone(),
+        servicenow_user: a.servicenow_user.clone(),
+        servicenow_password: a.servicenow_password.clone(),
+        rapid7_api_key: a.rapid7_api_key.clone(),
+        rapid7_workflow_id: a.rapid7_workflow_id.clone(),
+        jira_url: a.jira_url.clone(),
+        jira_user: a.jira_user.clone(),
+        jira_api_token: a.jira_api_token.clone(),
+        jira_project_key: a.jira_project_key.clone(),
+        slack_webhook_url: a.slack_webhook_url.clone(),
+        teams_webhook_url: a.teams_webhook_url.clone(),
+    }
+}
+
+/// `notify-test`: one test alert per sink through the normal request path.
+pub async fn notify_test(ctx: &Context) -> Result<Exit, CmdError> {
+    if ctx.sinks.is_empty() {
+        return Err(CmdError::Config(crate::config::ConfigError::Invalid {
+            path: ctx.config_path.clone(),
+            message: "no alert sink is configured ([notify.*], flags, environment or credentials)"
+                .into(),
+        }));
+    }
+    let mut failed = 0;
+    let mut out = String::new();
+    for (sink, result) in alert::notify_test(&ctx.sinks).await {
+        match result {
+            Ok(msg) => out += &format!("{sink}: OK {msg}\n"),
+            Err(msg) => {
+                failed += 1;
+                out += &format!("{sink}: FAILED {msg}\n");
+            }
+        }
+    }
+    print_stdout(&out)?;
+    if failed > 0 {
+        return Err(CmdError::Io(format!(
+            "{failed} sink(s) failed the test alert"
+        )));
+    }
+    Ok(Exit::Clean)
 }

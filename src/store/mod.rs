@@ -3,9 +3,11 @@
 //! Every write goes through [`Store::commit`]: one `BEGIN IMMEDIATE` transaction holding a
 //! batch's baseline rows, contents, events and outbox rows together. Paths are BLOB bytes.
 
+mod events;
 mod read;
 mod write;
 
+pub use events::load_events;
 pub use read::{EventFilter, Status};
 pub use write::Batch;
 

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{Store, StoreError};
-use crate::event::{path_for_json, Event, EventKind, Source, StateJson};
+use crate::event::Event;
 use crate::policy::Patterns;
 use crate::state::{FileKind, FileState, Recorded};
 
@@ -183,39 +183,6 @@ impl Store {
         Ok(self.meta("baseline_at").await?.is_some())
     }
 
-    fn event_from_row(&self, row: &SqliteRow) -> Result<Event, StoreError> {
-        let get = |e: sqlx::Error| self.corrupt(e.to_string());
-        let path: Vec<u8> = row.try_get("path").map_err(get)?;
-        let (path, path_hex) = path_for_json(Path::new(OsStr::from_bytes(&path)));
-        let source: String = row.try_get("source").map_err(get)?;
-        let kind: String = row.try_get("event").map_err(get)?;
-        let changed: String = row.try_get("changed").map_err(get)?;
-        let state = |col: &str| -> Result<Option<StateJson>, StoreError> {
-            let text: Option<String> = row.try_get(col).map_err(get)?;
-            text.map(|t| {
-                serde_json::from_str(&t).map_err(|e| self.corrupt(format!("events.{col}: {e}")))
-            })
-            .transpose()
-        };
-        Ok(Event {
-            id: Some(row.try_get("id").map_err(get)?),
-            time: row.try_get("time").map_err(get)?,
-            host: row.try_get("host").map_err(get)?,
-            source: Source::parse(&source)
-                .ok_or_else(|| self.corrupt(format!("unknown source {source:?}")))?,
-            event: EventKind::parse(&kind)
-                .ok_or_else(|| self.corrupt(format!("unknown event {kind:?}")))?,
-            path,
-            path_hex,
-            changed: serde_json::from_str(&changed)
-                .map_err(|e| self.corrupt(format!("events.changed: {e}")))?,
-            old: state("old")?,
-            new: state("new")?,
-            sensitive: row.try_get("sensitive").map_err(get)?,
-            diff: row.try_get("diff").map_err(get)?,
-        })
-    }
-
     /// The history, oldest first, filtered.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query("SELECT * FROM events WHERE time_ns >= ? ORDER BY id")
@@ -225,7 +192,7 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let mut out = Vec::new();
         for row in &rows {
-            let e = self.event_from_row(row)?;
+            let e = super::events::event_from_row(row).map_err(|e| self.sql(e))?;
             if filter
                 .path
                 .as_ref()
@@ -241,26 +208,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Events by id, in id order (the outbox worker's loader).
+    /// Events by id, in id order, with their whole diffs.
     pub async fn events_by_ids(&self, ids: &[i64]) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(30_000) {
-            let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM events WHERE id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(") ORDER BY id");
-            for row in q
-                .build()
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.sql(e))?
-            {
-                out.push(self.event_from_row(&row)?);
-            }
-        }
-        Ok(out)
+        super::events::load_events(&self.pool, ids, Some(usize::MAX))
+            .await
+            .map_err(|e| self.sql(e))
     }
 
     pub async fn status(&self) -> Result<Status, StoreError> {

@@ -181,23 +181,8 @@ impl Store {
             });
             q.build().execute(&mut **tx).await?;
         }
-        if sinks.is_empty() {
-            return Ok(());
-        }
-        let now = now_ns();
-        let rows: Vec<(i64, &str)> = events
-            .iter()
-            .filter_map(|e| e.id)
-            .flat_map(|id| sinks.iter().map(move |s| (id, *s)))
-            .collect();
-        for chunk in rows.chunks(MAX_VARS / 3) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO outbox (event_id, sink, created_ns) ");
-            q.push_values(chunk, |mut b, (id, sink)| {
-                b.push_bind(*id).push_bind(*sink).push_bind(now);
-            });
-            q.build().execute(&mut **tx).await?;
-        }
+        let ids: Vec<i64> = events.iter().filter_map(|e| e.id).collect();
+        crate::alert::outbox::enqueue(tx, &ids, sinks, now_ns()).await?;
         Ok(())
     }
 

@@ -175,3 +175,56 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// One HTTP request as a tiny blocking mock server on 127.0.0.1 saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub request_line: String,
+    pub headers: String,
+    pub body: String,
+}
+
+/// Serve `statuses` in turn (then 200) on 127.0.0.1:<random>; returns (base URL, receiver).
+pub fn mock_http(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Seen>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut headers = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let status = statuses.next().unwrap_or(200);
+            let reply =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = reader.get_mut().write_all(reply.as_bytes());
+            let seen = Seen {
+                request_line: request_line.trim().to_string(),
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            };
+            if tx.send(seen).is_err() {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}

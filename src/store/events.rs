@@ -1,4 +1,5 @@
-//! Loading `events` rows back into the event JSON shape ([`Event`]) for the sinks: the path
+//! Loading `events` rows back into the event JSON shape ([`Event`]) for `fimd events`,
+//! `fimd diff` and the sinks: the path
 //! BLOB through `event::path_for_json` (lossy text + `path_hex` when not UTF-8), the JSON text
 //! columns parsed, and the diff cut in SQL so a huge diff is never read whole.
 //!
@@ -10,7 +11,6 @@ use std::path::Path;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::outbox::ID_CHUNK;
 use crate::event::{path_for_json, Event, EventKind, Source};
 
 /// Load events by id (ascending), with each diff cut to `diff_chars` characters (`None`: no
@@ -21,7 +21,7 @@ pub async fn load_events(
     diff_chars: Option<usize>,
 ) -> Result<Vec<Event>, sqlx::Error> {
     let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_CHUNK) {
+    for chunk in ids.chunks(30_000) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT id, time, host, source, event, path, changed, old, new, sensitive, ",
         );
@@ -52,7 +52,7 @@ pub async fn load_events(
 
 /// One `events` row as the event JSON. Malformed JSON columns become empty values (logged),
 /// so one bad row never blocks the alerts behind it.
-fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, sqlx::Error> {
+pub(crate) fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, sqlx::Error> {
     let id: i64 = row.try_get("id")?;
     let path: Vec<u8> = row.try_get("path")?;
     let (path, path_hex) = path_for_json(Path::new(OsStr::from_bytes(&path)));
