@@ -12,7 +12,7 @@ pub use read::{EventFilter, Status};
 pub use write::Batch;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{ConnectOptions, SqlitePool};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -122,7 +122,9 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             // Content deleted when a file becomes sensitive is zeroed on disk, not just unlinked.
-            .pragma("secure_delete", "ON");
+            .pragma("secure_delete", "ON")
+            // Statements are not logged: they carry paths, and a slow one is not a user's problem.
+            .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))

@@ -26,10 +26,11 @@ CREATE TABLE baseline (
 ) WITHOUT ROWID;
 
 -- Text content of non-sensitive text files up to content.max_bytes, kept to diff the next version.
+-- A rowid table: WITHOUT ROWID tables store large rows poorly (SQLite docs).
 CREATE TABLE contents (
     path BLOB PRIMARY KEY NOT NULL,
     data BLOB NOT NULL
-) WITHOUT ROWID;
+);
 
 -- The alert history: one row per change. old/new hold the event JSON's state objects.
 CREATE TABLE events (
