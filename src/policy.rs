@@ -112,9 +112,17 @@ impl Watch {
         self.recursive && !self.excludes_dir(dir)
     }
 
-    /// Excluded directories are never descended into.
+    /// Excluded directories are never descended into: a glob that matches the directory
+    /// itself, or one that matches everything below it (`dir/**`), which is probed with an
+    /// unlikely child and grandchild name.
     pub fn excludes_dir(&self, dir: &Path) -> bool {
+        if self.exclude.is_empty() {
+            return false;
+        }
+        const PROBE: &str = "\u{1}fimd-probe\u{1}";
         self.exclude.matches(dir)
+            || (self.exclude.matches(&dir.join(PROBE))
+                && self.exclude.matches(&dir.join(PROBE).join(PROBE)))
     }
 
     fn matches_filter(&self, path: &Path) -> bool {

@@ -333,7 +333,7 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf) -> bool) -> WalkRepo
                 continue;
             }
             Err(e) if is_gone(&e) => {
-                tracing::info!(root = %crate::event::display_path(root), "watch root does not exist (yet)");
+                tracing::debug!(root = %crate::event::display_path(root), "watch root does not exist (yet)");
                 continue;
             }
             Err(e) => {

@@ -111,23 +111,37 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
         cfg.hash_workers()
     );
     out += "targets:\n";
-    for w in ctx.policy.watches.iter() {
+    let (watches, keys) = ctx
+        .policy
+        .watches
+        .split_at(cfg.watch.len().min(ctx.policy.watches.len()));
+    for w in watches {
         let state = if w.exists { "" } else { " (missing)" };
         let canon = if w.root != w.configured {
             format!(" -> {}", display_path(&w.root))
         } else {
             String::new()
         };
-        let kind = if w.is_dir {
-            if w.recursive {
-                "tree"
-            } else {
-                "directory"
-            }
-        } else {
+        let kind = if !w.is_dir {
             "file"
+        } else if w.recursive {
+            "tree"
+        } else {
+            "directory"
         };
         out += &format!("  {kind} {}{canon}{state}\n", display_path(&w.configured));
+    }
+    if cfg.users.authorized_keys {
+        let present: Vec<&crate::policy::Watch> = keys.iter().filter(|w| w.exists).collect();
+        out += &format!(
+            "  authorized_keys: {} candidate files from {}, {} present\n",
+            keys.len(),
+            cfg.users.passwd.display(),
+            present.len()
+        );
+        for w in present {
+            out += &format!("    file {}\n", display_path(&w.root));
+        }
     }
     for (i, w) in cfg.watch.iter().enumerate() {
         if !w.extensions.is_empty() || !w.include.is_empty() || !w.exclude.is_empty() {

@@ -274,6 +274,11 @@ pub fn default_watches() -> Vec<WatchConfig> {
             &[],
             &[
                 "/root/.cache/**",
+                "/root/.cargo/registry/**",
+                "/root/.cargo/git/**",
+                "/root/.rustup/**",
+                "/root/.npm/**",
+                "/root/.local/share/Trash/**",
                 ".bash_history",
                 ".zsh_history",
                 ".python_history",
