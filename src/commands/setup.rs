@@ -11,7 +11,6 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::event::display_path;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
-use crate::scan::ScanSettings;
 use crate::store::Store;
 
 /// The loaded configuration and compiled policy.
@@ -55,24 +54,9 @@ impl Context {
         Ok(Store::open_existing(&self.cfg.daemon.database).await?)
     }
 
-    pub fn scan_settings(&self, full: bool) -> ScanSettings {
-        ScanSettings {
-            max_bytes: self.cfg.content.max_bytes,
-            detect_private_keys: self.cfg.sensitive.detect_private_keys,
-            full,
-        }
-    }
-
     pub fn pipeline(&self, store: Store, full: bool) -> Result<Pipeline, CmdError> {
-        Pipeline::new(
-            store,
-            self.policy.clone(),
-            self.scan_settings(full),
-            self.cfg.host(),
-            self.cfg.notify.sink_names(),
-            self.cfg.hash_workers(),
-        )
-        .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))
+        Pipeline::for_config(store, &self.cfg, self.policy.clone(), full)
+            .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))
     }
 }
 
