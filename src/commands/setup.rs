@@ -19,6 +19,8 @@ pub struct Context {
     pub config_path: PathBuf,
     /// False when no config file exists and the built-in defaults apply.
     pub config_found: bool,
+    /// The user named the config file (`--config` / `FIMD_CONFIG`).
+    pub config_explicit: bool,
     pub policy: Arc<Policy>,
 }
 
@@ -42,6 +44,7 @@ impl Context {
             cfg,
             config_path,
             config_found,
+            config_explicit: explicit.is_some(),
             policy: Arc::new(policy),
         })
     }
