@@ -3,15 +3,14 @@
 //!
 //! For each path (unmonitored paths are ignored):
 //! - gone from disk: `removed` for it and, if it was a directory, for every row below it;
-//! - a directory the baseline does not know with this inode (new, moved in, or deleted and
-//!   recreated): walked, its selected files compared (new ones are `added`), rows below it
-//!   that are no longer there are `removed`;
+//! - a directory (new, moved in, deleted and recreated, or its own metadata changed): its
+//!   subtree is walked and reconciled: selected files compared (new ones are `added`), rows
+//!   below it that are no longer there are `removed`;
 //! - anything else monitored: scanned and compared like in a full scan.
 //!
 //! Also [`Pipeline::prune_unmonitored`]: silently drop rows a new config no longer covers.
 
-use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +26,7 @@ use crate::store::{Batch, StoreError};
 struct Plan {
     /// Scanned one by one.
     entries: Vec<PathBuf>,
-    /// Directories walked (new or recreated).
+    /// Directories walked and reconciled.
     walk: Vec<PathBuf>,
     /// Baseline rows of exactly these paths are in scope for removal.
     exact: HashSet<PathBuf>,
@@ -55,13 +54,14 @@ impl Pipeline {
             return Ok(ScanReport::default());
         }
         let mut known = self.store.load_some(&list, &[]).await?;
-        let facts: HashMap<PathBuf, (FileKind, u64)> = known
+        let known_dirs: HashSet<PathBuf> = known
             .iter()
-            .map(|(p, r)| (p.clone(), (r.state.kind, r.state.inode)))
+            .filter(|(_, r)| r.state.kind == FileKind::Dir)
+            .map(|(p, _)| p.clone())
             .collect();
         let plan = {
             let policy = policy.clone();
-            tokio::task::spawn_blocking(move || plan(&policy, list, &facts))
+            tokio::task::spawn_blocking(move || plan(&policy, list, &known_dirs))
                 .await
                 .map_err(|e| StoreError::Corrupt {
                     path: self.store.path().to_path_buf(),
@@ -138,12 +138,11 @@ impl Pipeline {
     }
 }
 
-/// Decide per path (see the module doc). `known`: kind and inode of the paths' baseline rows.
-fn plan(policy: &Policy, paths: Vec<PathBuf>, known: &HashMap<PathBuf, (FileKind, u64)>) -> Plan {
+/// Decide per path (see the module doc). `known_dirs`: paths recorded as directories.
+fn plan(policy: &Policy, paths: Vec<PathBuf>, known_dirs: &HashSet<PathBuf>) -> Plan {
     let mut plan = Plan::default();
     for p in paths {
-        let row = known.get(&p).copied();
-        let was_dir = row.is_some_and(|(kind, _)| kind == FileKind::Dir);
+        let was_dir = known_dirs.contains(&p);
         match std::fs::symlink_metadata(&p) {
             Err(e) if is_gone(&e) => {
                 if was_dir {
@@ -159,14 +158,12 @@ fn plan(policy: &Policy, paths: Vec<PathBuf>, known: &HashMap<PathBuf, (FileKind
                 if !policy.walks_dir(&p) {
                     continue;
                 }
+                // A directory's own path shows up only for structural events (created,
+                // moved, recreated, chmod): reconcile its whole subtree. The inode alone
+                // cannot tell a recreated directory (ext4 reuses freed inodes at once).
                 plan.exact.insert(p.clone());
-                match row {
-                    Some((FileKind::Dir, inode)) if inode == m.ino() => plan.entries.push(p),
-                    _ => {
-                        plan.prefixes.push(p.clone());
-                        plan.walk.push(p);
-                    }
-                }
+                plan.prefixes.push(p.clone());
+                plan.walk.push(p);
             }
             Ok(_) => {
                 if was_dir {
