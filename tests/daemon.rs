@@ -15,6 +15,33 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).expect("write");
 }
 
+/// Each of `n` files was added exactly once and nothing was removed. A writer stalled longer
+/// than the debounce window between creat() and write() (two busy cores shared by parallel
+/// tests) legitimately gives `added` (empty) then `modified`, so `modified` is tolerated.
+fn assert_added_once(events: &[serde_json::Value], n: usize) {
+    let added: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "added")
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    let mut distinct = added.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), n, "every file added");
+    assert_eq!(added.len(), n, "and exactly once");
+    let others: Vec<_> = events.iter().filter(|e| e["event"] != "added").collect();
+    assert!(
+        others.iter().all(|e| e["event"] == "modified"),
+        "no removed events: {others:#?}"
+    );
+    if !others.is_empty() {
+        eprintln!(
+            "note: {} modified after added (stalled writer)",
+            others.len()
+        );
+    }
+}
+
 #[test]
 fn modify_create_delete_chmod_are_reported_from_inotify() {
     let env = Env::new();
@@ -136,9 +163,8 @@ fn files_written_at_once_in_a_new_directory_are_added() {
         write(&deep.join(format!("f{i}")), "x\n");
     }
     write(&env.root.join("new/top"), "y\n");
-    let events = env.wait_events("21 added", |e| e.len() >= 21);
-    assert_eq!(events.len(), 21, "{events:#?}");
-    assert!(events.iter().all(|e| e["event"] == "added"));
+    env.wait_events("21 added", |e| e.len() >= 21);
+    assert_added_once(&env.barrier(), 21);
     assert_eq!(env.dry_run(), (0, String::new()));
 }
 
@@ -227,16 +253,7 @@ fn burst_of_10000_writes_loses_nothing() {
     let events = env.wait_events("10000 added", |e| {
         e.iter().filter(|e| e["event"] == "added").count() >= n
     });
-    let mut paths: Vec<&str> = events.iter().filter_map(|e| e["path"].as_str()).collect();
-    paths.sort();
-    paths.dedup();
-    assert_eq!(paths.len(), n, "one event per file");
-    let others: Vec<_> = events.iter().filter(|e| e["event"] != "added").collect();
-    assert_eq!(
-        events.len(),
-        n,
-        "no duplicate or spurious event: {others:#?}"
-    );
+    assert_added_once(&events, n);
     assert_eq!(env.dry_run(), (0, String::new()), "baseline equals disk");
 }
 
