@@ -106,7 +106,10 @@ impl Watches {
             Err(mpsc::error::TrySendError::Full(_)) => overflow.store(true, Ordering::SeqCst),
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         };
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Never follow symlinks: notify's default would register a symlinked directory's
+        // inode under the symlink's path, and report changes in the real directory there.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let handler = move |res: notify::Result<notify::Event>| {
             let event = match res {
                 Ok(event) => event,
                 Err(e) => {
@@ -139,7 +142,8 @@ impl Watches {
                 };
                 send(WatchMsg::Paths { paths, anchors });
             }
-        })?;
+        };
+        let watcher = RecommendedWatcher::new(handler, config)?;
         Ok(Watches {
             watcher,
             filter,

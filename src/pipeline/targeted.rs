@@ -142,6 +142,15 @@ impl Pipeline {
 fn plan(policy: &Policy, paths: Vec<PathBuf>, known_dirs: &HashSet<PathBuf>) -> Plan {
     let mut plan = Plan::default();
     for p in paths {
+        // A path reached through a symlinked directory is not a monitored name (symlinks are
+        // entries, never followed); its real path is reported on its own.
+        let via_symlink = p
+            .parent()
+            .and_then(|d| std::fs::symlink_metadata(d).ok())
+            .is_some_and(|m| m.file_type().is_symlink());
+        if via_symlink {
+            continue;
+        }
         let was_dir = known_dirs.contains(&p);
         match std::fs::symlink_metadata(&p) {
             Err(e) if is_gone(&e) => {
