@@ -40,17 +40,11 @@ mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/journal
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
 /lib/systemd/systemd-journald & J=$!
 i=0; while [ ! -S /run/systemd/journal/socket ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-sock={base}/notify-j.sock
-python3 - "$sock" <<'PY' &
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1])
-while True:
-    if b"READY=1" in s.recv(4096): open(sys.argv[1] + ".ready", "w").close()
-PY
-L=$!
-while [ ! -S "$sock" ]; do sleep 0.05; done
-NOTIFY_SOCKET=$sock INVOCATION_ID=00000000000000000000000000000001 {fimd} --config {cfg} run & P=$!
-i=0; while [ ! -e "$sock.ready" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+INVOCATION_ID=00000000000000000000000000000001 {fimd} --config {cfg} run & P=$!
+# Watches are installed before the baseline is built: once its record is in, changes count.
+i=0; while [ $i -lt 300 ]; do
+  journalctl --no-pager -t fimd MESSAGE="baseline built" -o cat 2>/dev/null | grep -q . && break
+  sleep 0.1; i=$((i+1)); done
 echo y >> {a}
 i=0; while [ $i -lt 300 ]; do
   journalctl --no-pager -t fimd -o json FIM_EVENT=modified > {out} 2>/dev/null || true
@@ -59,9 +53,8 @@ chmod 600 {a}
 i=0; while [ $i -lt 300 ]; do
   journalctl --no-pager -t fimd -o json FIM_EVENT=modified > {out} 2>/dev/null || true
   [ "$(wc -l < {out})" -ge 2 ] && break; sleep 0.1; i=$((i+1)); done
-kill -TERM $P; wait $P; kill $L; kill $J; wait $J || true
+kill -TERM $P; wait $P; kill $J; wait $J || true
 "#,
-        base = env.base().display(),
         fimd = common::fimd_bin(),
         cfg = env.config.display(),
         a = a.display(),

@@ -90,6 +90,7 @@ pub struct Worker {
     heartbeat: Heartbeat,
     published_depth: usize,
     published_watches: Option<usize>,
+    watches_counted: Option<Instant>,
     failures: u32,
 }
 
@@ -111,6 +112,7 @@ impl Worker {
             },
             published_depth: 0,
             published_watches: None,
+            watches_counted: None,
             failures: 0,
         }
     }
@@ -263,7 +265,17 @@ impl Worker {
         if self.heartbeat.watchdog.is_some() {
             sdnotify::watchdog();
         }
-        let watches = super::watcher::kernel_watch_count();
+        // Counting reads /proc/self/fdinfo (one line per watch): once a minute is plenty.
+        let due = self
+            .watches_counted
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        let watches = match due {
+            true => {
+                self.watches_counted = Some(Instant::now());
+                super::watcher::kernel_watch_count()
+            }
+            false => None,
+        };
         if watches.is_some() && watches != self.published_watches {
             let value = watches.unwrap_or(0).to_string();
             match self.pipeline.store.set_meta("daemon.watches", &value).await {
