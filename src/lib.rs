@@ -11,6 +11,7 @@ pub mod alert;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod logging;

@@ -42,7 +42,12 @@ pub fn started_by_systemd() -> bool {
 /// `events_on_stderr`: also print change records on stderr (off for `check`, which prints
 /// changes on stdout itself).
 pub fn init(level: &str, events_on_stderr: bool) -> Output {
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // notify logs its own recoverable internals (a watch already gone) through `log`: only
+    // its errors are worth a line; ours say what the user can do.
+    let filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(format!("{level},notify=error")))
+    };
     if started_by_systemd() {
         if let Ok(layer) = tracing_journald::layer() {
             let layer = layer

@@ -6,6 +6,8 @@ mod history;
 mod scan;
 mod setup;
 
+pub use setup::build_sinks;
+
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
@@ -92,9 +94,38 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         Command::Diff { id } => history::diff(&ctx, id).await,
         Command::Status { json } => history::status(&ctx, json).await,
         Command::ConfigCheck => setup::config_check(&ctx),
-        Command::Run => Err(CmdError::Usage(
-            "`fimd run` (the daemon) is not built yet".into(),
-        )),
+        Command::Run => run_daemon(ctx).await,
         Command::NotifyTest => setup::notify_test(&ctx).await,
     }
+}
+
+/// `run`: the daemon until SIGTERM or SIGINT (exit 0), or until it fails (exit 18).
+async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handler = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| CmdError::Io(format!("cannot install the {name} handler: {e}")))
+    };
+    let mut term = handler(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = handler(SignalKind::interrupt(), "SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    let daemon_ctx = crate::daemon::DaemonContext {
+        cfg: ctx.cfg,
+        config_path: ctx.config_path,
+        config_explicit: ctx.config_explicit,
+        policy: ctx.policy,
+        sinks: ctx.sinks,
+        flags: ctx.flags,
+    };
+    crate::daemon::run(daemon_ctx, shutdown)
+        .await
+        .map_err(|e| match e {
+            crate::daemon::DaemonError::Store(e) => CmdError::Store(e),
+            e => CmdError::Io(e.to_string()),
+        })?;
+    Ok(Exit::Clean)
 }

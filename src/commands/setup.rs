@@ -12,7 +12,6 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::event::display_path;
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
-use crate::scan::ScanSettings;
 use crate::store::Store;
 
 /// The loaded configuration and compiled policy.
@@ -21,10 +20,14 @@ pub struct Context {
     pub config_path: PathBuf,
     /// False when no config file exists and the built-in defaults apply.
     pub config_found: bool,
+    /// The user named the config file (`--config` / `FIMD_CONFIG`).
+    pub config_explicit: bool,
     pub policy: Arc<Policy>,
     /// The configured alert sinks (credentials merged from flags, environment, systemd
     /// credentials and the file).
     pub sinks: Sinks,
+    /// The notifier flags and variables, applied again on every reload.
+    pub flags: SinkFlags,
 }
 
 impl Context {
@@ -39,17 +42,8 @@ impl Context {
         let config_found = config_path.exists();
         let mut cfg = Config::load(&config_path, explicit.is_some())?;
         crate::logging::init(&cfg.daemon.log_level, events_on_stderr);
-        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        let invalid = |message: String| crate::config::ConfigError::Invalid {
-            path: config_path.clone(),
-            message,
-        };
-        alert::apply_overrides(&mut cfg.notify, &sink_flags(flags), credentials.as_deref())
-            .map_err(|e| invalid(e.to_string()))?;
-        let sinks = Sinks::from_config(&cfg.notify, &cfg.host()).map_err(|e| match e {
-            alert::AlertError::Config { .. } => CmdError::Config(invalid(e.to_string())),
-            other => CmdError::Io(other.to_string()),
-        })?;
+        let flags = sink_flags(flags);
+        let sinks = build_sinks(&mut cfg, &flags, &config_path)?;
         let policy = Policy::from_config(&cfg, &config_path)?;
         for w in &policy.warnings {
             tracing::warn!("{w}");
@@ -58,8 +52,10 @@ impl Context {
             cfg,
             config_path,
             config_found,
+            config_explicit: explicit.is_some(),
             policy: Arc::new(policy),
             sinks,
+            flags,
         })
     }
 
@@ -71,22 +67,13 @@ impl Context {
         Ok(Store::open_existing(&self.cfg.daemon.database).await?)
     }
 
-    pub fn scan_settings(&self, full: bool) -> ScanSettings {
-        ScanSettings {
-            max_bytes: self.cfg.content.max_bytes,
-            detect_private_keys: self.cfg.sensitive.detect_private_keys,
-            full,
-        }
-    }
-
     pub fn pipeline(&self, store: Store, full: bool) -> Result<Pipeline, CmdError> {
-        Pipeline::new(
+        Pipeline::for_config(
             store,
+            &self.cfg,
             self.policy.clone(),
-            self.scan_settings(full),
-            self.cfg.host(),
             self.sinks.names(),
-            self.cfg.hash_workers(),
+            full,
         )
         .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))
     }
@@ -182,6 +169,26 @@ pub fn print_stdout(text: &str) -> Result<(), CmdError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CmdError::Io(format!("cannot write to stdout: {e}"))),
     }
+}
+
+/// Merge the sink credentials (flags/environment > systemd credentials > file) into `cfg` and
+/// build the sinks. Used at start and on every reload.
+pub fn build_sinks(
+    cfg: &mut Config,
+    flags: &SinkFlags,
+    config_path: &Path,
+) -> Result<Sinks, CmdError> {
+    let invalid = |message: String| crate::config::ConfigError::Invalid {
+        path: config_path.to_path_buf(),
+        message,
+    };
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+    alert::apply_overrides(&mut cfg.notify, flags, credentials.as_deref())
+        .map_err(|e| invalid(e.to_string()))?;
+    Sinks::from_config(&cfg.notify, &cfg.host()).map_err(|e| match e {
+        alert::AlertError::Config { .. } => CmdError::Config(invalid(e.to_string())),
+        other => CmdError::Io(other.to_string()),
+    })
 }
 
 fn sink_flags(a: &SinkArgs) -> SinkFlags {

@@ -216,4 +216,14 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         Ok(())
     }
+
+    /// Forget one meta fact (the daemon's pid when it stops).
+    pub async fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM meta WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
 }

@@ -2,6 +2,10 @@
 //! with a clean environment (no notifier variables, no systemd variables).
 #![allow(dead_code)]
 
+mod daemon;
+#[allow(unused_imports)]
+pub use daemon::*;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -5,7 +5,6 @@
 
 use memchr::memmem;
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -13,8 +12,11 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::policy::Policy;
+
+mod walk;
 use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
+pub use walk::{walk, walk_subtree, WalkReport};
 
 /// How much of a file's content the scanner keeps, and whether it looks for keys.
 #[derive(Debug, Clone)]
@@ -169,7 +171,7 @@ pub fn is_racy(recorded: &FileState, hashed_at_ns: i64) -> bool {
     recorded.mtime_ns.max(recorded.ctime_ns) >= hashed_at_ns.saturating_sub(RACY_NS)
 }
 
-fn is_gone(e: &std::io::Error) -> bool {
+pub(crate) fn is_gone(e: &std::io::Error) -> bool {
     matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
         || e.raw_os_error() == Some(40)
 }
@@ -300,94 +302,6 @@ impl KeyScanner {
         let start = chunk.len().saturating_sub(overlap);
         self.tail = chunk[start..].to_vec();
     }
-}
-
-/// Problems met while walking, for the caller to report; baseline entries under an
-/// unreadable directory are kept, not reported as removed.
-#[derive(Debug, Default)]
-pub struct WalkReport {
-    pub unreadable_dirs: Vec<PathBuf>,
-    pub errors: usize,
-}
-
-/// Walk every root and every single-file target once, calling `visit` with each path to scan
-/// (directories walked, and selected non-directories). Each directory is walked by exactly one
-/// root walk (a nested root is pruned from its parent's walk and walked on its own).
-pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf) -> bool) -> WalkReport {
-    let mut report = WalkReport::default();
-    let roots: Vec<PathBuf> = policy.dir_roots().iter().map(|w| w.root.clone()).collect();
-    let root_set: HashSet<&Path> = roots.iter().map(PathBuf::as_path).collect();
-    let mut targets: HashMap<&Path, bool> = policy
-        .file_targets()
-        .into_iter()
-        .map(|p| (p, false))
-        .collect();
-    for root in &roots {
-        match std::fs::symlink_metadata(root) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                // A root that is a file now: it is its own entry.
-                if policy.selects(root) && !visit(root.clone()) {
-                    return report;
-                }
-                continue;
-            }
-            Err(e) if is_gone(&e) => {
-                tracing::debug!(root = %crate::event::display_path(root), "watch root does not exist (yet)");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(root = %crate::event::display_path(root), error = %e, "cannot stat watch root");
-                report.errors += 1;
-                report.unreadable_dirs.push(root.clone());
-                continue;
-            }
-        }
-        let walker = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| {
-                !e.file_type().is_dir()
-                    || e.depth() == 0
-                    || (!root_set.contains(e.path()) && policy.walks_dir(e.path()))
-            });
-        for entry in walker {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
-                    if e.io_error().is_some_and(is_gone) {
-                        continue;
-                    }
-                    tracing::warn!(path = %crate::event::display_path(&path), error = %e, "cannot read directory; keeping its baseline entries");
-                    report.errors += 1;
-                    report.unreadable_dirs.push(path);
-                    continue;
-                }
-            };
-            let path = entry.path();
-            let wanted = if entry.file_type().is_dir() {
-                true
-            } else {
-                policy.selects(path)
-            };
-            if let Some(seen) = targets.get_mut(path) {
-                *seen = true;
-            }
-            if wanted && !visit(entry.into_path()) {
-                return report;
-            }
-        }
-    }
-    for (target, seen) in targets {
-        if !seen && !visit(target.to_path_buf()) {
-            break;
-        }
-    }
-    report
 }
 
 #[cfg(test)]

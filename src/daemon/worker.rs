@@ -1,0 +1,310 @@
+//! The pipeline task: the daemon's only writer of baseline rows and events. It builds the
+//! first baseline (or runs the startup rescan), then takes [`Work`] from a bounded channel:
+//! debounced paths (source `inotify`), full rescans (source `rescan`) and config reloads.
+//!
+//! Guarantees: work is never cancelled mid-transaction (the pipeline stops between committed
+//! batches when the token is cancelled); `WATCHDOG=1` is sent from this loop only (idle ticks
+//! and scan progress), so a stuck pipeline stops the pings and systemd restarts us; a failed
+//! unit of work is retried as a full rescan with backoff, and five failures in a row end the
+//! daemon with an error (systemd's `Restart=on-failure` takes over).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{reload, sdnotify};
+use crate::event::Source;
+use crate::pipeline::{Mode, Pipeline, ScanReport};
+use crate::policy::Policy;
+use crate::store::StoreError;
+use crate::timefmt::{now_ns, rfc3339_ns};
+
+/// One unit of work for the pipeline task.
+pub enum Work {
+    /// Debounced paths from inotify.
+    Paths(Vec<PathBuf>),
+    /// A full rescan, and why.
+    FullRescan(Reason),
+    /// A new config: its pipeline, and the policy it replaces (to find newly monitored files).
+    Reload {
+        pipeline: Box<Pipeline>,
+        old_policy: Arc<Policy>,
+    },
+}
+
+/// Why a full rescan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Startup,
+    Periodic,
+    KernelOverflow,
+    QueueFull,
+    AfterError,
+}
+
+/// Counters the main loop updates and this task publishes in meta.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Paths waiting in the debouncer or for the pipeline (set by the main loop).
+    pub queue_depth: AtomicUsize,
+}
+
+/// Sends `WATCHDOG=1` (and, while the first baseline is built, `EXTEND_TIMEOUT_USEC`) at most
+/// once per interval, from whatever part of this task is making progress.
+struct Heartbeat {
+    watchdog: Option<Duration>,
+    last: Mutex<Instant>,
+}
+
+impl Heartbeat {
+    fn beat(&self, starting: Option<u64>) {
+        let every = self.watchdog.unwrap_or(Duration::from_secs(5));
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.elapsed() < every.min(Duration::from_secs(5)) {
+            return;
+        }
+        *last = Instant::now();
+        if self.watchdog.is_some() {
+            sdnotify::watchdog();
+        }
+        if let Some(n) = starting {
+            sdnotify::extend_timeout(
+                Duration::from_secs(30),
+                &format!("building the first baseline: {n} entries"),
+            );
+        }
+    }
+}
+
+pub struct Worker {
+    pipeline: Pipeline,
+    rx: mpsc::Receiver<Work>,
+    token: CancellationToken,
+    shared: Arc<Shared>,
+    heartbeat: Heartbeat,
+    published_depth: usize,
+    published_watches: Option<usize>,
+    watches_counted: Option<Instant>,
+    failures: u32,
+}
+
+impl Worker {
+    pub fn new(
+        pipeline: Pipeline,
+        rx: mpsc::Receiver<Work>,
+        token: CancellationToken,
+        shared: Arc<Shared>,
+    ) -> Worker {
+        Worker {
+            pipeline,
+            rx,
+            token,
+            shared,
+            heartbeat: Heartbeat {
+                watchdog: sdnotify::watchdog_interval(),
+                last: Mutex::new(Instant::now()),
+            },
+            published_depth: 0,
+            published_watches: None,
+            watches_counted: None,
+            failures: 0,
+        }
+    }
+
+    /// Run until cancelled or the work channel closes. An error ends the daemon.
+    pub async fn run(mut self) -> Result<(), StoreError> {
+        if !self.startup().await? {
+            return Ok(());
+        }
+        let tick = self.heartbeat.watchdog.unwrap_or(Duration::from_secs(2));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let work = tokio::select! {
+                biased;
+                _ = self.token.cancelled() => return Ok(()),
+                w = self.rx.recv() => match w {
+                    Some(w) => w,
+                    None => return Ok(()),
+                },
+                _ = ticker.tick() => {
+                    self.idle_tick().await;
+                    continue;
+                }
+            };
+            let mut result = self.handle(work).await;
+            while let Err(e) = result {
+                self.failures += 1;
+                if self.failures >= 5 {
+                    return Err(e);
+                }
+                let wait = Duration::from_secs(2u64 << self.failures);
+                tracing::error!(error = %e, retry_in_s = wait.as_secs(), "processing changes failed; a full rescan will follow");
+                tokio::select! {
+                    _ = self.token.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                result = self.full(Reason::AfterError).await;
+            }
+            self.failures = 0;
+            self.heartbeat.beat(None);
+        }
+    }
+
+    /// Build the first baseline (no events) or run the startup rescan; `READY=1` in between.
+    /// False when cancelled before the baseline was complete.
+    async fn startup(&mut self) -> Result<bool, StoreError> {
+        let store = self.pipeline.store.clone();
+        if store.has_baseline().await? {
+            sdnotify::ready("baseline loaded; startup rescan");
+            self.full(Reason::Startup).await?;
+            return Ok(!self.token.is_cancelled());
+        }
+        store.clear_baseline().await?;
+        tracing::info!("no baseline yet: building it (no events for what exists now)");
+        sdnotify::extend_timeout(Duration::from_secs(30), "building the first baseline");
+        let started = Instant::now();
+        let hb = &self.heartbeat;
+        let report = self
+            .pipeline
+            .full_scan(Mode::Baseline, Source::Rescan, &|n| hb.beat(Some(n)))
+            .await?;
+        if report.interrupted {
+            return Ok(false);
+        }
+        tracing::info!(
+            entries = report.entries,
+            hashed = report.hashed,
+            seconds = started.elapsed().as_secs_f64(),
+            "baseline built"
+        );
+        store
+            .set_meta("daemon.last_rescan", &rfc3339_ns(now_ns()))
+            .await?;
+        sdnotify::ready(&format!("watching; baseline of {} entries", report.entries));
+        Ok(true)
+    }
+
+    async fn handle(&mut self, work: Work) -> Result<(), StoreError> {
+        match work {
+            Work::Paths(paths) => {
+                let report = self
+                    .pipeline
+                    .scan_paths(Mode::Record, paths, Source::Inotify)
+                    .await?;
+                log_report("inotify", &report);
+                Ok(())
+            }
+            Work::FullRescan(reason) => self.full(reason).await,
+            Work::Reload {
+                pipeline,
+                old_policy,
+            } => {
+                self.pipeline = *pipeline;
+                let dropped = self.pipeline.prune_unmonitored().await?;
+                let policy = self.pipeline.policy.clone();
+                let newly = tokio::task::spawn_blocking(move || {
+                    reload::newly_monitored(&old_policy, &policy)
+                })
+                .await
+                .unwrap_or_default();
+                let n = newly.len();
+                let report = self
+                    .pipeline
+                    .scan_paths(Mode::Baseline, newly, Source::Rescan)
+                    .await?;
+                tracing::info!(
+                    dropped_entries = dropped,
+                    new_paths = n,
+                    baselined_entries = report.entries,
+                    "configuration reloaded; newly monitored files baselined silently"
+                );
+                sdnotify::ready("configuration reloaded");
+                Ok(())
+            }
+        }
+    }
+
+    /// A full rescan (source `rescan`).
+    async fn full(&mut self, reason: Reason) -> Result<(), StoreError> {
+        sdnotify::status(&format!("full rescan ({reason:?})"));
+        let started = Instant::now();
+        let hb = &self.heartbeat;
+        let report = self
+            .pipeline
+            .full_scan(Mode::Record, Source::Rescan, &|_| hb.beat(None))
+            .await?;
+        if report.interrupted {
+            return Ok(());
+        }
+        let now = rfc3339_ns(now_ns());
+        self.pipeline
+            .store
+            .set_meta("daemon.last_rescan", &now)
+            .await?;
+        tracing::info!(
+            reason = ?reason,
+            entries = report.entries,
+            hashed = report.hashed,
+            changes = report.events.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "full rescan done"
+        );
+        sdnotify::status(&format!("watching; last full rescan {now}"));
+        Ok(())
+    }
+
+    /// Idle: ping the watchdog, publish the queue depth when it changed.
+    async fn idle_tick(&mut self) {
+        if self.heartbeat.watchdog.is_some() {
+            sdnotify::watchdog();
+        }
+        // Counting reads /proc/self/fdinfo (one line per watch): once a minute is plenty.
+        let due = self
+            .watches_counted
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        let watches = match due {
+            true => {
+                self.watches_counted = Some(Instant::now());
+                super::watcher::kernel_watch_count()
+            }
+            false => None,
+        };
+        if watches.is_some() && watches != self.published_watches {
+            let value = watches.unwrap_or(0).to_string();
+            match self.pipeline.store.set_meta("daemon.watches", &value).await {
+                Ok(()) => self.published_watches = watches,
+                Err(e) => tracing::warn!(error = %e, "cannot publish daemon status"),
+            }
+        }
+        let depth = self.shared.queue_depth.load(Ordering::Relaxed);
+        if depth != self.published_depth {
+            match self
+                .pipeline
+                .store
+                .set_meta("daemon.queue_depth", &depth.to_string())
+                .await
+            {
+                Ok(()) => self.published_depth = depth,
+                Err(e) => tracing::warn!(error = %e, "cannot publish daemon status"),
+            }
+        }
+    }
+}
+
+fn log_report(source: &str, report: &ScanReport) {
+    if report.entries > 0 {
+        tracing::debug!(
+            source,
+            entries = report.entries,
+            changes = report.events.len(),
+            "paths scanned"
+        );
+    }
+}

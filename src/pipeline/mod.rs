@@ -1,0 +1,312 @@
+//! The one pipeline every entry point uses:
+//! paths -> scan -> compare with the baseline -> one SQLite transaction per batch (baseline
+//! rows + events + outbox rows) -> journal record. `init` records the baseline silently;
+//! `check` and the daemon's rescans record events; `--dry-run` compares only; the daemon's
+//! inotify events go through [`Pipeline::scan_paths`] (same compare and commit code).
+//! An event exists nowhere (log, stdout, alert) before its transaction has committed.
+//! Hashing runs on blocking threads (a rayon pool), never on the async runtime threads.
+//! Cancellation (the daemon's SIGTERM) is honoured only between committed batches.
+
+mod record;
+mod targeted;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::event::{Event, EventKind, Source};
+use crate::policy::Policy;
+use crate::scan::{self, Outcome, ScanSettings, WalkReport};
+use crate::state::{FileKind, Recorded};
+use crate::store::{Batch, Store, StoreError};
+use crate::timefmt::{now_ns, rfc3339_ns};
+
+/// What a scan does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fill the baseline without events (`init`, newly monitored files after a reload).
+    Baseline,
+    /// Record events and advance the baseline.
+    Record,
+    /// Compare only; write nothing.
+    DryRun,
+}
+
+/// The result of one scan.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Committed events (ids set), or for a dry run the events that would be recorded.
+    pub events: Vec<Event>,
+    /// Paths looked at (files and directories).
+    pub entries: u64,
+    /// Regular files read and hashed (the rest took the unchanged-metadata fast path).
+    pub hashed: u64,
+    pub errors: usize,
+    /// Stopped early by cancellation: what was committed stands, removals were not looked
+    /// for and `last_full_scan` was not advanced.
+    pub interrupted: bool,
+}
+
+impl ScanReport {
+    /// AIDE-compatible exit bits: 1 added, 2 removed, 4 changed.
+    pub fn exit_bits(&self) -> u8 {
+        self.events
+            .iter()
+            .fold(0, |acc, e| acc | e.event.exit_bit())
+    }
+}
+
+/// Scanning paths per chunk keeps memory bounded (contents are kept only up to max_bytes).
+const CHUNK: usize = 256;
+/// Commit when a pending batch holds this many rows.
+const COMMIT_ROWS: usize = 4096;
+
+/// The pipeline's fixed parts.
+pub struct Pipeline {
+    pub store: Store,
+    pub policy: Arc<Policy>,
+    pub settings: ScanSettings,
+    pub host: String,
+    /// Sinks that get one outbox row per event.
+    pub sinks: Vec<&'static str>,
+    pool: Arc<rayon::ThreadPool>,
+    /// Checked between committed batches; a cancelled scan stops at the next batch boundary.
+    cancel: CancellationToken,
+    /// Woken after a commit that queued alerts (the daemon's outbox worker).
+    wake: Option<Arc<tokio::sync::Notify>>,
+}
+
+/// Produces the paths of one scan on a blocking thread, calling `visit` for each (false: stop).
+type Producer = Box<dyn FnOnce(&mut dyn FnMut(PathBuf) -> bool) -> WalkReport + Send>;
+
+impl Pipeline {
+    /// Fails only when the OS refuses to start the hashing threads.
+    pub fn new(
+        store: Store,
+        policy: Arc<Policy>,
+        settings: ScanSettings,
+        host: String,
+        sinks: Vec<&'static str>,
+        workers: usize,
+    ) -> std::io::Result<Pipeline> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers.max(1))
+            .thread_name(|i| format!("fimd-hash-{i}"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        Ok(Pipeline {
+            store,
+            policy,
+            settings,
+            host,
+            sinks,
+            pool: Arc::new(pool),
+            cancel: CancellationToken::new(),
+            wake: None,
+        })
+    }
+
+    /// The pipeline a config describes (scan settings, host, sinks, hashing threads).
+    /// `full`: re-hash every file even when its metadata is unchanged (`check --full`).
+    pub fn for_config(
+        store: Store,
+        cfg: &Config,
+        policy: Arc<Policy>,
+        sinks: Vec<&'static str>,
+        full: bool,
+    ) -> std::io::Result<Pipeline> {
+        let settings = ScanSettings {
+            max_bytes: cfg.content.max_bytes,
+            detect_private_keys: cfg.sensitive.detect_private_keys,
+            full,
+        };
+        Pipeline::new(
+            store,
+            policy,
+            settings,
+            cfg.host(),
+            sinks,
+            cfg.hash_workers(),
+        )
+    }
+
+    /// Wake `wake` after each commit that queued alerts.
+    pub fn with_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Pipeline {
+        self.wake = Some(wake);
+        self
+    }
+
+    /// Stop scans at the next batch boundary once `token` is cancelled.
+    pub fn with_cancel(mut self, token: CancellationToken) -> Pipeline {
+        self.cancel = token;
+        self
+    }
+
+    /// One full scan of every root. `progress` is called with the number of entries seen.
+    pub async fn full_scan(
+        &self,
+        mode: Mode,
+        source: Source,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<ScanReport, StoreError> {
+        let baseline = Arc::new(match mode {
+            Mode::Baseline => HashMap::new(),
+            _ => self.store.load_baseline().await?,
+        });
+        let policy = self.policy.clone();
+        let produce: Producer = Box::new(move |visit| scan::walk(&policy, visit));
+        let now = rfc3339_ns(now_ns());
+        let mut meta = Vec::new();
+        if mode != Mode::DryRun {
+            meta.push(("last_full_scan", now.clone()));
+            meta.push(("host", self.host.clone()));
+            if mode == Mode::Baseline {
+                meta.push(("baseline_at", now));
+            }
+        }
+        self.run(mode, source, baseline, produce, &|_| true, progress, meta)
+            .await
+    }
+
+    /// The engine shared by full and targeted scans: `produce` lists paths on a blocking
+    /// thread, chunks are scanned on the hash pool, outcomes are compared with `baseline` and
+    /// committed in batches. Then every baseline row `in_scope` that was not seen on disk is
+    /// removed (an event when still selected), except below a directory that could not be
+    /// read. `meta` is committed with the last batch.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        mode: Mode,
+        source: Source,
+        baseline: Arc<HashMap<PathBuf, Recorded>>,
+        produce: Producer,
+        in_scope: &(dyn Fn(&Path) -> bool + Sync),
+        progress: &(dyn Fn(u64) + Sync),
+        meta: Vec<(&'static str, String)>,
+    ) -> Result<ScanReport, StoreError> {
+        let (tx, mut rx) = mpsc::channel::<Vec<Outcome>>(4);
+        let walker = {
+            let (policy, settings, baseline, pool) = (
+                self.policy.clone(),
+                self.settings.clone(),
+                baseline.clone(),
+                self.pool.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                let flush = |chunk: &mut Vec<PathBuf>| {
+                    let paths = std::mem::take(chunk);
+                    let outcomes: Vec<Outcome> = pool.install(|| {
+                        paths
+                            .par_iter()
+                            .map(|p| scan::scan_path(p, &policy, &settings, baseline.get(p)))
+                            .collect()
+                    });
+                    tx.blocking_send(outcomes).is_ok()
+                };
+                let report = produce(&mut |path| {
+                    chunk.push(path);
+                    chunk.len() < CHUNK || flush(&mut chunk)
+                });
+                if !chunk.is_empty() {
+                    flush(&mut chunk);
+                }
+                report
+            })
+        };
+        let mut report = ScanReport::default();
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        let mut pending = Batch::default();
+        while let Some(outcomes) = rx.recv().await {
+            report.entries += outcomes.len() as u64;
+            progress(report.entries);
+            for o in &outcomes {
+                if !matches!(o, Outcome::Vanished(_)) {
+                    seen.insert(o.path().to_path_buf());
+                }
+                if let Outcome::Entry(s) = o {
+                    report.hashed += u64::from(s.hashed_at_ns != 0);
+                }
+            }
+            self.add_outcomes(outcomes, &baseline, mode, source, &mut pending)
+                .await?;
+            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS {
+                self.flush(&mut pending, mode, &mut report).await?;
+            }
+            if self.cancel.is_cancelled() {
+                // Safe point: commit what was compared, stop the walker (its send fails).
+                report.interrupted = true;
+                drop(rx);
+                break;
+            }
+        }
+        let walk = walker.await.map_err(|e| StoreError::Corrupt {
+            path: self.store.path().to_path_buf(),
+            message: format!("scanner thread failed: {e}"),
+        })?;
+        report.errors = walk.errors;
+        if report.interrupted {
+            self.flush(&mut pending, mode, &mut report).await?;
+            return Ok(report);
+        }
+        self.add_gone(
+            &baseline,
+            &seen,
+            &walk,
+            in_scope,
+            mode,
+            source,
+            &mut pending,
+        );
+        pending.meta.extend(meta);
+        self.flush(&mut pending, mode, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Baseline entries in scope not seen on disk: removed (or silently forgotten when no
+    /// longer monitored). Entries under a directory we could not read are kept.
+    #[allow(clippy::too_many_arguments)]
+    fn add_gone(
+        &self,
+        baseline: &HashMap<PathBuf, Recorded>,
+        seen: &HashSet<PathBuf>,
+        walk: &WalkReport,
+        in_scope: &(dyn Fn(&Path) -> bool + Sync),
+        mode: Mode,
+        source: Source,
+        pending: &mut Batch,
+    ) {
+        let mut gone: Vec<(&PathBuf, &Recorded)> = baseline
+            .iter()
+            .filter(|(p, _)| {
+                !seen.contains(*p)
+                    && in_scope(p)
+                    && !walk.unreadable_dirs.iter().any(|d| p.starts_with(d))
+            })
+            .collect();
+        gone.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, old) in gone {
+            if mode != Mode::Baseline
+                && old.state.kind != FileKind::Dir
+                && self.policy.selects(path)
+            {
+                pending.events.push(self.event(
+                    EventKind::Removed,
+                    path,
+                    Some(&old.state),
+                    None,
+                    Vec::new(),
+                    old.sensitive,
+                    None,
+                    source,
+                ));
+            }
+            pending.deletes.push(path.clone());
+        }
+    }
+}

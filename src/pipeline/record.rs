@@ -1,0 +1,204 @@
+//! Turning scan outcomes into a [`Batch`]: compare each path with its baseline row, build the
+//! event (diff only for non-sensitive text on both sides), the baseline upsert and the stored
+//! text; then commit the batch and write one journal record per committed event.
+//! In [`Mode::Baseline`] nothing here ever produces an event.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{Mode, Pipeline, ScanReport};
+use crate::event::{display_path, path_for_json, Event, EventKind, Source, StateJson};
+use crate::scan::{Outcome, Scanned};
+use crate::state::{compare, FileKind, FileState, Recorded};
+use crate::store::{Batch, StoreError};
+use crate::timefmt::{now_ns, rfc3339_ns};
+
+impl Pipeline {
+    /// Commit (or, for a dry run, just collect) the pending batch, then log its events.
+    pub(super) async fn flush(
+        &self,
+        pending: &mut Batch,
+        mode: Mode,
+        report: &mut ScanReport,
+    ) -> Result<(), StoreError> {
+        let batch = std::mem::take(pending);
+        let events = match mode {
+            Mode::DryRun => batch.events,
+            _ => self.store.commit(batch, &self.sinks).await?,
+        };
+        if let Some(wake) = self
+            .wake
+            .as_ref()
+            .filter(|_| !events.is_empty() && !self.sinks.is_empty())
+        {
+            wake.notify_one();
+        }
+        for e in &events {
+            crate::logging::record_event(e);
+        }
+        report.events.extend(events);
+        Ok(())
+    }
+
+    /// Turn scan outcomes into baseline writes and events.
+    pub(super) async fn add_outcomes(
+        &self,
+        outcomes: Vec<Outcome>,
+        baseline: &HashMap<PathBuf, Recorded>,
+        mode: Mode,
+        source: Source,
+        batch: &mut Batch,
+    ) -> Result<(), StoreError> {
+        // Old texts for the diffs of modified text files, fetched in one query.
+        let want_text: Vec<&Path> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Entry(s) if s.text.is_some() => baseline
+                    .get(&s.path)
+                    .filter(|old| !old.sensitive && old.state.sha256 != s.state.sha256)
+                    .map(|_| s.path.as_path()),
+                _ => None,
+            })
+            .collect();
+        let old_texts = if mode == Mode::Baseline || want_text.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.load_texts(&want_text).await?
+        };
+        for o in outcomes {
+            match o {
+                Outcome::Vanished(_) => {}
+                Outcome::Same(path) => {
+                    // Sensitive by a new rule: forget its content now.
+                    if let Some(old) = baseline
+                        .get(&path)
+                        .filter(|old| !old.sensitive && self.policy.is_sensitive_path(&path))
+                    {
+                        batch.upserts.push((
+                            path.clone(),
+                            Recorded {
+                                sensitive: true,
+                                ..old.clone()
+                            },
+                        ));
+                        batch.text_deletes.push(path);
+                    }
+                }
+                Outcome::Entry(s) => {
+                    let old = baseline.get(&s.path);
+                    self.add_entry(s, old, mode, source, &old_texts, batch);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_entry(
+        &self,
+        s: Scanned,
+        old: Option<&Recorded>,
+        mode: Mode,
+        source: Source,
+        old_texts: &HashMap<PathBuf, Vec<u8>>,
+        batch: &mut Batch,
+    ) {
+        let hashed_at_ns = if s.hashed_at_ns != 0 {
+            s.hashed_at_ns
+        } else {
+            old.map(|o| o.hashed_at_ns).unwrap_or(0)
+        };
+        let record = Recorded {
+            state: s.state.clone(),
+            sensitive: s.sensitive,
+            hashed_at_ns,
+        };
+        let is_dir = s.state.kind == FileKind::Dir;
+        match old {
+            None => {
+                if mode != Mode::Baseline && !is_dir {
+                    batch.events.push(self.event(
+                        EventKind::Added,
+                        &s.path,
+                        None,
+                        Some(&s.state),
+                        Vec::new(),
+                        s.sensitive,
+                        None,
+                        source,
+                    ));
+                }
+            }
+            Some(old) => {
+                let changed = compare(&old.state, &s.state);
+                if changed.is_empty() || mode == Mode::Baseline {
+                    // Same content, or baselining silently: write the row only when a recorded
+                    // attribute differs, the sensitivity changed, or a racy hash time must be
+                    // settled (so the next check can take the fast path).
+                    let settle =
+                        s.hashed_at_ns != 0 && crate::scan::is_racy(&old.state, old.hashed_at_ns);
+                    if changed.is_empty() && old.sensitive == s.sensitive && !settle {
+                        return;
+                    }
+                } else {
+                    let sensitive = old.sensitive || s.sensitive;
+                    let diff = match (&s.text, old_texts.get(&s.path)) {
+                        (Some(new), Some(old_text)) if !sensitive => {
+                            crate::diff::unified(&display_path(&s.path), old_text, new)
+                        }
+                        _ => None,
+                    };
+                    let names = changed.iter().map(|a| a.as_str().to_string()).collect();
+                    batch.events.push(self.event(
+                        EventKind::Modified,
+                        &s.path,
+                        Some(&old.state),
+                        Some(&s.state),
+                        names,
+                        sensitive,
+                        diff,
+                        source,
+                    ));
+                }
+            }
+        }
+        match &s.text {
+            Some(text) if !s.sensitive => batch.text_puts.push((s.path.clone(), text.clone())),
+            _ => {
+                if old.is_some() && !is_dir {
+                    batch.text_deletes.push(s.path.clone());
+                }
+            }
+        }
+        batch.upserts.push((s.path, record));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn event(
+        &self,
+        kind: EventKind,
+        path: &Path,
+        old: Option<&FileState>,
+        new: Option<&FileState>,
+        changed: Vec<String>,
+        sensitive: bool,
+        diff: Option<String>,
+        source: Source,
+    ) -> Event {
+        let (path, path_hex) = path_for_json(path);
+        Event {
+            id: None,
+            time: rfc3339_ns(now_ns()),
+            host: self.host.clone(),
+            source,
+            event: kind,
+            path,
+            path_hex,
+            changed,
+            old: old.map(StateJson::from),
+            new: new.map(StateJson::from),
+            sensitive,
+            diff: if sensitive { None } else { diff },
+        }
+    }
+}
