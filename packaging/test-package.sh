@@ -41,10 +41,8 @@ test $rc = 0 || fail "check right after init reported changes or failed (exit $r
 fimd status
 test "$(stat -c %a /var/lib/fimd/fimd.db)" = 600 || fail "database is not 0600"
 
-if [ -x packaging/test-daemon-env.sh ]; then
-    echo "== daemon under the unit's environment"
-    bash packaging/test-daemon-env.sh
-fi
+echo "== the installed daemon under the unit's environment (NOTIFY_SOCKET, WATCHDOG_USEC, CREDENTIALS_DIRECTORY, JOURNAL_STREAM)"
+python3 packaging/test-daemon-env.py
 
 echo "== dpkg --purge"
 dpkg --purge fimd
