@@ -8,6 +8,7 @@
 //! Cancellation (the daemon's SIGTERM) is honoured only between committed batches.
 
 mod record;
+mod sorted;
 mod targeted;
 
 use std::collections::{HashMap, HashSet};
@@ -154,12 +155,6 @@ impl Pipeline {
         source: Source,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<ScanReport, StoreError> {
-        let baseline = Arc::new(match mode {
-            Mode::Baseline => HashMap::new(),
-            _ => self.store.load_baseline().await?,
-        });
-        let policy = self.policy.clone();
-        let produce: Producer = Box::new(move |visit| scan::walk(&policy, visit));
         let now = rfc3339_ns(now_ns());
         let mut meta = Vec::new();
         if mode != Mode::DryRun {
@@ -169,8 +164,7 @@ impl Pipeline {
                 meta.push(("baseline_at", now));
             }
         }
-        self.run(mode, source, baseline, produce, &|_| true, progress, meta)
-            .await
+        self.merge_scan(mode, source, progress, meta).await
     }
 
     /// The engine shared by full and targeted scans: `produce` lists paths on a blocking
@@ -233,8 +227,14 @@ impl Pipeline {
                     report.hashed += u64::from(s.hashed_at_ns != 0);
                 }
             }
-            self.add_outcomes(outcomes, &baseline, mode, source, &mut pending)
-                .await?;
+            let pairs = outcomes
+                .into_iter()
+                .map(|o| {
+                    let old = baseline.get(o.path()).cloned();
+                    (o, old)
+                })
+                .collect();
+            self.add_outcomes(pairs, mode, source, &mut pending).await?;
             if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
@@ -291,22 +291,25 @@ impl Pipeline {
             .collect();
         gone.sort_by(|a, b| a.0.cmp(b.0));
         for (path, old) in gone {
-            if mode != Mode::Baseline
-                && old.state.kind != FileKind::Dir
-                && self.policy.selects(path)
-            {
-                pending.events.push(self.event(
-                    EventKind::Removed,
-                    path,
-                    Some(&old.state),
-                    None,
-                    Vec::new(),
-                    old.sensitive,
-                    None,
-                    source,
-                ));
-            }
-            pending.deletes.push(path.clone());
+            self.add_removed(path.clone(), old.clone(), mode, source, pending);
         }
+    }
+
+    /// A baseline row whose path is gone from disk: `removed` when it is still monitored (and
+    /// not a directory), silently forgotten otherwise.
+    fn add_removed(&self, path: PathBuf, old: Recorded, mode: Mode, source: Source, pending: &mut Batch) {
+        if mode != Mode::Baseline && old.state.kind != FileKind::Dir && self.policy.selects(&path) {
+            pending.events.push(self.event(
+                EventKind::Removed,
+                &path,
+                Some(&old.state),
+                None,
+                Vec::new(),
+                old.sensitive,
+                None,
+                source,
+            ));
+        }
+        pending.deletes.push(path);
     }
 }

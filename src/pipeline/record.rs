@@ -40,11 +40,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Turn scan outcomes into baseline writes and events.
+    /// Turn scan outcomes (each with its baseline row, if any) into baseline writes and events.
     pub(super) async fn add_outcomes(
         &self,
-        outcomes: Vec<Outcome>,
-        baseline: &HashMap<PathBuf, Recorded>,
+        outcomes: Vec<(Outcome, Option<Recorded>)>,
         mode: Mode,
         source: Source,
         batch: &mut Batch,
@@ -52,9 +51,9 @@ impl Pipeline {
         // Old texts for the diffs of modified text files, fetched in one query.
         let want_text: Vec<&Path> = outcomes
             .iter()
-            .filter_map(|o| match o {
-                Outcome::Entry(s) if s.text.is_some() => baseline
-                    .get(&s.path)
+            .filter_map(|(o, old)| match o {
+                Outcome::Entry(s) if s.text.is_some() => old
+                    .as_ref()
                     .filter(|old| !old.sensitive && old.state.sha256 != s.state.sha256)
                     .map(|_| s.path.as_path()),
                 _ => None,
@@ -65,13 +64,13 @@ impl Pipeline {
         } else {
             self.store.load_texts(&want_text).await?
         };
-        for o in outcomes {
+        for (o, old) in outcomes {
             match o {
                 Outcome::Vanished(_) => {}
                 Outcome::Same(path) => {
                     // Sensitive by a new rule: forget its content now.
-                    if let Some(old) = baseline
-                        .get(&path)
+                    if let Some(old) = old
+                        .as_ref()
                         .filter(|old| !old.sensitive && self.policy.is_sensitive_path(&path))
                     {
                         batch.upserts.push((
@@ -85,8 +84,7 @@ impl Pipeline {
                     }
                 }
                 Outcome::Entry(s) => {
-                    let old = baseline.get(&s.path);
-                    self.add_entry(s, old, mode, source, &old_texts, batch);
+                    self.add_entry(s, old.as_ref(), mode, source, &old_texts, batch);
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! Never follows symlinks, never descends into a directory the policy does not walk, and
 //! never aborts on one unreadable directory: it is reported so its baseline rows are kept.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::is_gone;
@@ -19,55 +20,149 @@ pub struct WalkReport {
 }
 
 /// Walk every root and every single-file target once, calling `visit` with each path to scan
-/// (directories walked, and selected non-directories). Each directory is walked by exactly one
-/// root walk (a nested root is pruned from its parent's walk and walked on its own).
-/// `visit` returning false stops the walk.
-pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf) -> bool) -> WalkReport {
+/// (directories walked, and selected non-directories) and whether it is a directory. Each
+/// directory is walked by exactly one root walk (a nested root is pruned from its parent's
+/// walk and walked on its own); `visit` returning false stops the walk.
+///
+/// **Order**: paths come in the order of [`walk_key`] (the path's bytes, a directory's with
+/// a `/` appended), merged across roots. So the non-directories come in plain byte order,
+/// the order of the baseline's primary key, and a full scan can merge the walk with the
+/// baseline streamed from SQLite instead of holding either in memory.
+pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> WalkReport {
     let mut report = WalkReport::default();
     let roots: Vec<PathBuf> = policy.dir_roots().iter().map(|w| w.root.clone()).collect();
     let root_set: HashSet<&Path> = roots.iter().map(PathBuf::as_path).collect();
-    let mut targets: HashMap<&Path, bool> = policy
-        .file_targets()
-        .into_iter()
-        .map(|p| (p, false))
-        .collect();
+    let mut singles: Vec<PathBuf> = policy.file_targets().into_iter().map(Path::to_path_buf).collect();
+    let mut streams: Vec<Stream> = Vec::new();
     for root in &roots {
         match std::fs::symlink_metadata(root) {
-            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_dir() => streams.push(Stream::tree(policy, root, &root_set)),
             Ok(_) => {
                 // A root that is a file now: it is its own entry.
-                if policy.selects(root) && !visit(root.clone()) {
-                    return report;
+                if policy.selects(root) {
+                    singles.push(root.clone());
                 }
-                continue;
             }
             Err(e) if is_gone(&e) => {
                 tracing::debug!(root = %display_path(root), "watch root does not exist (yet)");
-                continue;
             }
             Err(e) => {
                 tracing::warn!(root = %display_path(root), error = %e, "cannot stat watch root");
                 report.errors += 1;
                 report.unreadable_dirs.push(root.clone());
-                continue;
             }
-        }
-        let mut visit_and_mark = |path: PathBuf| {
-            if let Some(seen) = targets.get_mut(path.as_path()) {
-                *seen = true;
-            }
-            visit(path)
-        };
-        if !walk_tree(policy, root, &root_set, &mut report, &mut visit_and_mark) {
-            return report;
         }
     }
-    for (target, seen) in targets {
-        if !seen && !visit(target.to_path_buf()) {
+    singles.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    streams.push(Stream::list(singles));
+    for s in &mut streams {
+        s.advance(policy);
+    }
+    let mut last: Option<Vec<u8>> = None;
+    loop {
+        // The stream whose head sorts first (a handful of roots: a linear pick is enough).
+        let Some(i) = (0..streams.len())
+            .filter(|&i| streams[i].head.is_some())
+            .min_by(|&a, &b| streams[a].head_key().cmp(streams[b].head_key()))
+        else {
+            break;
+        };
+        let (key, path, is_dir) = match streams[i].head.take() {
+            Some(h) => h,
+            None => break,
+        };
+        streams[i].advance(policy);
+        if last.as_deref() == Some(key.as_slice()) {
+            continue; // the same path from two streams (a file target inside a walked tree)
+        }
+        last = Some(key);
+        if !visit(path, is_dir) {
             break;
         }
     }
+    for s in streams {
+        report.errors += s.errors;
+        report.unreadable_dirs.extend(s.unreadable);
+    }
     report
+}
+
+/// The sort key of a walked path: its bytes, plus `/` for a directory (so a directory sorts
+/// exactly where its children do in byte order).
+pub fn walk_key(path: &Path, is_dir: bool) -> Vec<u8> {
+    let mut k = path.as_os_str().as_bytes().to_vec();
+    if is_dir {
+        k.push(b'/');
+    }
+    k
+}
+
+/// One sorted source of paths: a root's walk, or a sorted list of single files.
+struct Stream<'a> {
+    tree: Option<Box<dyn Iterator<Item = walkdir::Result<walkdir::DirEntry>> + 'a>>,
+    list: std::vec::IntoIter<PathBuf>,
+    head: Option<(Vec<u8>, PathBuf, bool)>,
+    unreadable: Vec<PathBuf>,
+    errors: usize,
+}
+
+impl<'a> Stream<'a> {
+    fn tree(policy: &'a Policy, root: &Path, prune: &'a HashSet<&'a Path>) -> Stream<'a> {
+        let it = walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .sort_by(|a, b| {
+                let key = |e: &walkdir::DirEntry| {
+                    let dir = e.file_type().is_dir();
+                    e.file_name().as_bytes().iter().copied().chain(dir.then_some(b'/')).collect::<Vec<u8>>()
+                };
+                key(a).cmp(&key(b))
+            })
+            .into_iter()
+            .filter_entry(move |e| {
+                !e.file_type().is_dir()
+                    || e.depth() == 0
+                    || (!prune.contains(e.path()) && policy.walks_dir(e.path()))
+            });
+        Stream { tree: Some(Box::new(it)), list: Vec::new().into_iter(), head: None, unreadable: Vec::new(), errors: 0 }
+    }
+
+    fn list(paths: Vec<PathBuf>) -> Stream<'a> {
+        Stream { tree: None, list: paths.into_iter(), head: None, unreadable: Vec::new(), errors: 0 }
+    }
+
+    fn head_key(&self) -> &[u8] {
+        self.head.as_ref().map(|h| h.0.as_slice()).unwrap_or_default()
+    }
+
+    /// Move to the next path worth visiting, recording unreadable directories on the way.
+    fn advance(&mut self, policy: &Policy) {
+        let Some(tree) = self.tree.as_mut() else {
+            self.head = self.list.next().map(|p| (walk_key(&p, false), p, false));
+            return;
+        };
+        for entry in tree.by_ref() {
+            match entry {
+                Ok(e) => {
+                    let is_dir = e.file_type().is_dir();
+                    if is_dir || policy.selects(e.path()) {
+                        let path = e.into_path();
+                        self.head = Some((walk_key(&path, is_dir), path, is_dir));
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if e.io_error().is_some_and(is_gone) {
+                        continue;
+                    }
+                    let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                    tracing::warn!(path = %display_path(&path), error = %e, "cannot read directory; keeping its baseline entries");
+                    self.errors += 1;
+                    self.unreadable.push(path);
+                }
+            }
+        }
+        self.head = None;
+    }
 }
 
 /// Walk one directory that the policy walks (a directory created or recreated below a root,

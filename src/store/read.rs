@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
+use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -79,6 +80,36 @@ impl Store {
             hashed_at_ns: row.try_get(13).map_err(get)?,
         };
         Ok((PathBuf::from(OsStr::from_bytes(&path)), recorded))
+    }
+
+    /// Baseline rows of directories (few: one per ~25 files), keyed by path.
+    pub async fn load_dirs(&self) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!("{BASELINE_SELECT} WHERE kind = 'dir'"))).fetch(&self.pool);
+        let mut map = HashMap::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
+            let (p, r) = self.recorded_from_row(&row)?;
+            map.insert(p, r);
+        }
+        Ok(map)
+    }
+
+    /// Stream every non-directory row in path byte order (the primary key's order) to `tx`,
+    /// in chunks, without holding the baseline in memory. Stops early when `tx` is closed.
+    pub async fn stream_files(&self, tx: tokio::sync::mpsc::Sender<Vec<(PathBuf, Recorded)>>) -> Result<(), StoreError> {
+        const ROWS: usize = 1024;
+        let mut rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path"))).fetch(&self.pool);
+        let mut chunk = Vec::with_capacity(ROWS);
+        while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
+            chunk.push(self.recorded_from_row(&row)?);
+            if chunk.len() == ROWS && tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(ROWS))).await.is_err() {
+                return Ok(());
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.send(chunk).await;
+        }
+        Ok(())
     }
 
     /// The whole baseline, keyed by path bytes.

@@ -1,0 +1,174 @@
+//! The full scan as a sorted merge: the walk yields paths in byte order (see `scan::walk`),
+//! the baseline's non-directory rows are streamed from SQLite in the same order, and the two
+//! are merged on the blocking walker thread. Neither the tree nor the baseline is ever held in
+//! memory: what is held is one chunk in flight, the directory rows (one per ~25 files) and
+//! the rows found gone (proportional to the changes, which are recorded anyway).
+
+use std::collections::{HashMap, VecDeque};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use tokio::sync::mpsc;
+
+use super::{Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS};
+use crate::event::Source;
+use crate::scan::{self, Outcome, WalkReport};
+use crate::state::Recorded;
+use crate::store::{Batch, StoreError};
+
+/// What the walker thread hands to the recorder.
+enum Item {
+    /// Scanned paths, each with its baseline row (if any).
+    Scanned(Vec<(Outcome, Option<Recorded>)>),
+    /// Baseline rows not found on disk (outside unreadable directories), at the end.
+    Gone(Vec<(PathBuf, Recorded)>),
+}
+
+/// The baseline rows, in byte order, read from a channel on the walker thread.
+struct Cursor {
+    rx: Option<mpsc::Receiver<Vec<(PathBuf, Recorded)>>>,
+    buf: VecDeque<(PathBuf, Recorded)>,
+}
+
+impl Cursor {
+    fn peek(&mut self) -> Option<&(PathBuf, Recorded)> {
+        while self.buf.is_empty() {
+            let chunk = self.rx.as_mut()?.blocking_recv();
+            match chunk {
+                Some(rows) => self.buf.extend(rows),
+                None => {
+                    self.rx = None;
+                    return None;
+                }
+            }
+        }
+        self.buf.front()
+    }
+
+    fn pop(&mut self) -> Option<(PathBuf, Recorded)> {
+        self.peek()?;
+        self.buf.pop_front()
+    }
+}
+
+impl Pipeline {
+    /// A full scan by sorted merge (memory independent of the number of files).
+    pub(super) async fn merge_scan(
+        &self,
+        mode: Mode,
+        source: Source,
+        progress: &(dyn Fn(u64) + Sync),
+        meta: Vec<(&'static str, String)>,
+    ) -> Result<ScanReport, StoreError> {
+        let (mut dirs, rows_rx, reader) = if mode == Mode::Baseline {
+            (HashMap::new(), None, None)
+        } else {
+            let dirs = self.store.load_dirs().await?;
+            let (tx, rx) = mpsc::channel(4);
+            let store = self.store.clone();
+            (dirs, Some(rx), Some(tokio::spawn(async move { store.stream_files(tx).await })))
+        };
+        let (tx, mut rx) = mpsc::channel::<Item>(4);
+        let walker = {
+            let (policy, settings, pool) = (self.policy.clone(), self.settings.clone(), self.pool.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut cursor = Cursor { rx: rows_rx, buf: VecDeque::new() };
+                let mut gone: Vec<(PathBuf, Recorded)> = Vec::new();
+                let mut chunk: Vec<(PathBuf, Option<Recorded>)> = Vec::with_capacity(CHUNK);
+                let flush = |chunk: &mut Vec<(PathBuf, Option<Recorded>)>| {
+                    let items = std::mem::take(chunk);
+                    let scanned: Vec<(Outcome, Option<Recorded>)> = pool.install(|| {
+                        items
+                            .into_par_iter()
+                            .map(|(p, old)| (scan::scan_path(&p, &policy, &settings, old.as_ref()), old))
+                            .collect()
+                    });
+                    tx.blocking_send(Item::Scanned(scanned)).is_ok()
+                };
+                let report: WalkReport = scan::walk(&policy, |path, is_dir| {
+                    let old = if is_dir {
+                        dirs.remove(&path)
+                    } else {
+                        let key = path.as_os_str().as_bytes();
+                        let mut found = None;
+                        while let Some((p, _)) = cursor.peek() {
+                            match p.as_os_str().as_bytes().cmp(key) {
+                                std::cmp::Ordering::Less => gone.extend(cursor.pop()),
+                                std::cmp::Ordering::Equal => {
+                                    found = cursor.pop().map(|(_, r)| r);
+                                    break;
+                                }
+                                std::cmp::Ordering::Greater => break,
+                            }
+                        }
+                        found
+                    };
+                    chunk.push((path, old));
+                    chunk.len() < CHUNK || flush(&mut chunk)
+                });
+                if !chunk.is_empty() && !flush(&mut chunk) {
+                    return report;
+                }
+                while let Some(row) = cursor.pop() {
+                    gone.push(row);
+                }
+                gone.extend(dirs);
+                gone.retain(|(p, _)| !report.unreadable_dirs.iter().any(|d| p.starts_with(d)));
+                gone.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+                let _ = tx.blocking_send(Item::Gone(gone));
+                report
+            })
+        };
+        let mut report = ScanReport::default();
+        let mut pending = Batch::default();
+        let mut completed = false;
+        while let Some(item) = rx.recv().await {
+            match item {
+                Item::Scanned(pairs) => {
+                    report.entries += pairs.len() as u64;
+                    progress(report.entries);
+                    report.hashed += pairs
+                        .iter()
+                        .filter(|(o, _)| matches!(o, Outcome::Entry(s) if s.hashed_at_ns != 0))
+                        .count() as u64;
+                    self.add_outcomes(pairs, mode, source, &mut pending).await?;
+                }
+                Item::Gone(rows) => {
+                    for (path, old) in rows {
+                        self.add_removed(path, old, mode, source, &mut pending);
+                        if pending.deletes.len() >= COMMIT_ROWS {
+                            self.flush(&mut pending, mode, &mut report).await?;
+                        }
+                    }
+                    completed = true;
+                }
+            }
+            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS {
+                self.flush(&mut pending, mode, &mut report).await?;
+            }
+            if self.cancel.is_cancelled() {
+                // Safe point: commit what was compared, stop the walker (its send fails).
+                report.interrupted = true;
+                drop(rx);
+                break;
+            }
+        }
+        let walk = walker.await.map_err(|e| StoreError::Corrupt {
+            path: self.store.path().to_path_buf(),
+            message: format!("scanner thread failed: {e}"),
+        })?;
+        if let Some(reader) = reader {
+            reader.abort(); // only a read: stopping it mid-stream is harmless
+            if let Ok(Err(e)) = reader.await {
+                return Err(e);
+            }
+        }
+        report.errors = walk.errors;
+        if completed && !report.interrupted {
+            pending.meta.extend(meta);
+        }
+        self.flush(&mut pending, mode, &mut report).await?;
+        Ok(report)
+    }
+}
