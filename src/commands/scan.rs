@@ -12,11 +12,12 @@ use crate::store::StoreError;
 /// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
 pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
-    let store = ctx.open_store().await?;
+    let store = crate::store::Store::open_bulk(&ctx.cfg.daemon.database).await?;
     if store.has_baseline().await? && !force {
         return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
     }
     store.clear_baseline().await?;
+    let bulk = store.begin_bulk().await;
     let started = Instant::now();
     let bar = progress_bar();
     let pipeline = ctx.pipeline(store.clone(), true)?;
@@ -25,6 +26,9 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
         .await;
     bar.finish_and_clear();
     let report = report?;
+    if bulk {
+        store.end_bulk().await?;
+    }
     store.close().await;
     tracing::debug!(
         entries = report.entries,

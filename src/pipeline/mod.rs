@@ -66,6 +66,8 @@ impl ScanReport {
 const CHUNK: usize = 256;
 /// Commit when a pending batch holds this many rows.
 const COMMIT_ROWS: usize = 4096;
+/// ... or this many bytes of text content (keeps memory flat when files are large).
+const COMMIT_TEXT_BYTES: usize = 8 << 20;
 
 /// The pipeline's fixed parts.
 pub struct Pipeline {
@@ -235,7 +237,9 @@ impl Pipeline {
                 })
                 .collect();
             self.add_outcomes(pairs, mode, source, &mut pending).await?;
-            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS {
+            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS
+                || pending.text_bytes >= COMMIT_TEXT_BYTES
+            {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
             if self.cancel.is_cancelled() {
@@ -297,7 +301,14 @@ impl Pipeline {
 
     /// A baseline row whose path is gone from disk: `removed` when it is still monitored (and
     /// not a directory), silently forgotten otherwise.
-    fn add_removed(&self, path: PathBuf, old: Recorded, mode: Mode, source: Source, pending: &mut Batch) {
+    fn add_removed(
+        &self,
+        path: PathBuf,
+        old: Recorded,
+        mode: Mode,
+        source: Source,
+        pending: &mut Batch,
+    ) {
         if mode != Mode::Baseline && old.state.kind != FileKind::Dir && self.policy.selects(&path) {
             pending.events.push(self.event(
                 EventKind::Removed,

@@ -94,7 +94,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn add_entry(
         &self,
-        s: Scanned,
+        mut s: Scanned,
         old: Option<&Recorded>,
         mode: Mode,
         source: Source,
@@ -160,8 +160,11 @@ impl Pipeline {
                 }
             }
         }
-        match &s.text {
-            Some(text) if !s.sensitive => batch.text_puts.push((s.path.clone(), text.clone())),
+        match s.text.take() {
+            Some(text) if !s.sensitive => {
+                batch.text_bytes += text.len();
+                batch.text_puts.push((s.path.clone(), text));
+            }
             _ => {
                 if old.is_some() && !is_dir {
                     batch.text_deletes.push(s.path.clone());

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS};
+use super::{Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS, COMMIT_TEXT_BYTES};
 use crate::event::Source;
 use crate::scan::{self, Outcome, WalkReport};
 use crate::state::Recorded;
@@ -67,13 +67,24 @@ impl Pipeline {
             let dirs = self.store.load_dirs().await?;
             let (tx, rx) = mpsc::channel(4);
             let store = self.store.clone();
-            (dirs, Some(rx), Some(tokio::spawn(async move { store.stream_files(tx).await })))
+            (
+                dirs,
+                Some(rx),
+                Some(tokio::spawn(async move { store.stream_files(tx).await })),
+            )
         };
         let (tx, mut rx) = mpsc::channel::<Item>(4);
         let walker = {
-            let (policy, settings, pool) = (self.policy.clone(), self.settings.clone(), self.pool.clone());
+            let (policy, settings, pool) = (
+                self.policy.clone(),
+                self.settings.clone(),
+                self.pool.clone(),
+            );
             tokio::task::spawn_blocking(move || {
-                let mut cursor = Cursor { rx: rows_rx, buf: VecDeque::new() };
+                let mut cursor = Cursor {
+                    rx: rows_rx,
+                    buf: VecDeque::new(),
+                };
                 let mut gone: Vec<(PathBuf, Recorded)> = Vec::new();
                 let mut chunk: Vec<(PathBuf, Option<Recorded>)> = Vec::with_capacity(CHUNK);
                 let flush = |chunk: &mut Vec<(PathBuf, Option<Recorded>)>| {
@@ -81,7 +92,9 @@ impl Pipeline {
                     let scanned: Vec<(Outcome, Option<Recorded>)> = pool.install(|| {
                         items
                             .into_par_iter()
-                            .map(|(p, old)| (scan::scan_path(&p, &policy, &settings, old.as_ref()), old))
+                            .map(|(p, old)| {
+                                (scan::scan_path(&p, &policy, &settings, old.as_ref()), old)
+                            })
                             .collect()
                     });
                     tx.blocking_send(Item::Scanned(scanned)).is_ok()
@@ -144,7 +157,9 @@ impl Pipeline {
                     completed = true;
                 }
             }
-            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS {
+            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS
+                || pending.text_bytes >= COMMIT_TEXT_BYTES
+            {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
             if self.cancel.is_cancelled() {

@@ -212,14 +212,87 @@ fn hash_file(
     } else {
         settings.max_bytes
     };
-    let mut keep: Option<Vec<u8>> =
-        (meta.size() <= keep_limit).then(|| Vec::with_capacity(meta.size() as usize));
     let mut hasher = Sha256::new();
     let mut key_scan = KeyScanner::new(settings.detect_private_keys && !name_sensitive);
-    let mut buf = vec![0u8; READ_BUF];
-    loop {
-        let n = match file.read(&mut buf) {
+    let mut keep: Option<Vec<u8>> = None;
+    if meta.size() <= keep_limit && meta.size() < READ_BUF as u64 * 64 {
+        // Small enough to keep: read it straight into its own buffer (one copy), then hash.
+        // Exactly the size fstat gave (no extra read for EOF): a write after our fstat moves
+        // mtime/ctime, so the next scan looks again.
+        let mut data = vec![0u8; meta.size() as usize];
+        let n = read_full(&mut file, &mut data)?;
+        data.truncate(n);
+        hasher.update(&data);
+        key_scan.feed(&data);
+        if data.len() as u64 > keep_limit {
+            wipe(Some(data)); // it grew while we read: too big to keep now
+        } else {
+            keep = Some(data);
+        }
+    }
+    // The rest (or all of a big or sensitive file), streamed through a per-thread buffer.
+    READ_BUFFER.with(|cell| -> std::io::Result<()> {
+        let mut buf = cell.borrow_mut();
+        let result = stream_rest(
+            &mut file,
+            &mut buf,
+            &mut hasher,
+            &mut key_scan,
+            &mut keep,
+            keep_limit,
+        );
+        if name_sensitive || key_scan.found {
+            buf.fill(0);
+        }
+        result
+    })?;
+    let holds_private_key = key_scan.found;
+    let text = if holds_private_key {
+        wipe(keep);
+        None
+    } else {
+        keep.filter(|k| is_text(k))
+    };
+    Ok(Some(FileRead {
+        state: state_from_meta(&meta),
+        sha256: hasher.finalize().into(),
+        text,
+        holds_private_key,
+    }))
+}
+
+/// Read until `buf` is full or EOF; the number of bytes read.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read(&mut buf[done..]) {
             Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+thread_local! {
+    /// One read buffer per hashing thread, reused for every file (no per-file allocation).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_BUF]);
+}
+
+/// Read `file` to its end through `buf`, hashing, scanning for keys and (while under
+/// `keep_limit`) appending to `keep`.
+fn stream_rest(
+    file: &mut std::fs::File,
+    buf: &mut [u8],
+    hasher: &mut Sha256,
+    key_scan: &mut KeyScanner,
+    keep: &mut Option<Vec<u8>>,
+    keep_limit: u64,
+) -> std::io::Result<()> {
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
@@ -235,23 +308,6 @@ fn hash_file(
             }
         }
     }
-    let after = file.metadata()?;
-    let holds_private_key = key_scan.found;
-    let text = if holds_private_key {
-        wipe(keep);
-        None
-    } else {
-        keep.filter(|k| is_text(k))
-    };
-    if name_sensitive || holds_private_key {
-        buf.fill(0);
-    }
-    Ok(Some(FileRead {
-        state: state_from_meta(&after),
-        sha256: hasher.finalize().into(),
-        text,
-        holds_private_key,
-    }))
 }
 
 /// Overwrite a buffer that may hold a secret before freeing it.

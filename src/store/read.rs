@@ -1,9 +1,9 @@
 //! Reads: the baseline (whole, or for a set of paths), stored text contents, the event history,
 //! meta facts and status counts. Safe while the daemon writes (WAL readers never block).
 
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
-use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -84,7 +84,10 @@ impl Store {
 
     /// Baseline rows of directories (few: one per ~25 files), keyed by path.
     pub async fn load_dirs(&self) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!("{BASELINE_SELECT} WHERE kind = 'dir'"))).fetch(&self.pool);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BASELINE_SELECT} WHERE kind = 'dir'"
+        )))
+        .fetch(&self.pool);
         let mut map = HashMap::new();
         while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
             let (p, r) = self.recorded_from_row(&row)?;
@@ -95,14 +98,24 @@ impl Store {
 
     /// Stream every non-directory row in path byte order (the primary key's order) to `tx`,
     /// in chunks, without holding the baseline in memory. Stops early when `tx` is closed.
-    pub async fn stream_files(&self, tx: tokio::sync::mpsc::Sender<Vec<(PathBuf, Recorded)>>) -> Result<(), StoreError> {
+    pub async fn stream_files(
+        &self,
+        tx: tokio::sync::mpsc::Sender<Vec<(PathBuf, Recorded)>>,
+    ) -> Result<(), StoreError> {
         const ROWS: usize = 1024;
-        let mut rows =
-            sqlx::query(sqlx::AssertSqlSafe(format!("{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path"))).fetch(&self.pool);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path"
+        )))
+        .fetch(&self.pool);
         let mut chunk = Vec::with_capacity(ROWS);
         while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
             chunk.push(self.recorded_from_row(&row)?);
-            if chunk.len() == ROWS && tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(ROWS))).await.is_err() {
+            if chunk.len() == ROWS
+                && tx
+                    .send(std::mem::replace(&mut chunk, Vec::with_capacity(ROWS)))
+                    .await
+                    .is_err()
+            {
                 return Ok(());
             }
         }

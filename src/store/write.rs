@@ -19,6 +19,8 @@ pub struct Batch {
     pub deletes: Vec<PathBuf>,
     /// Text content to keep for the next diff.
     pub text_puts: Vec<(PathBuf, Vec<u8>)>,
+    /// Bytes in `text_puts` (a batch is committed early when it holds many).
+    pub text_bytes: usize,
     /// Content to forget (became sensitive, binary or too large).
     pub text_deletes: Vec<PathBuf>,
     /// Events to record; ids are assigned by [`Store::commit`].
