@@ -63,17 +63,13 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> Wa
         s.advance(policy);
     }
     let mut last: Option<Vec<u8>> = None;
-    loop {
-        // The stream whose head sorts first (a handful of roots: a linear pick is enough).
-        let Some(i) = (0..streams.len())
-            .filter(|&i| streams[i].head.is_some())
-            .min_by(|&a, &b| streams[a].head_key().cmp(streams[b].head_key()))
-        else {
+    // Repeatedly take the stream whose head sorts first (a handful of roots: a linear pick).
+    while let Some(i) = (0..streams.len())
+        .filter(|&i| streams[i].head.is_some())
+        .min_by(|&a, &b| streams[a].head_key().cmp(streams[b].head_key()))
+    {
+        let Some((key, path, is_dir)) = streams[i].head.take() else {
             break;
-        };
-        let (key, path, is_dir) = match streams[i].head.take() {
-            Some(h) => h,
-            None => break,
         };
         streams[i].advance(policy);
         if last.as_deref() == Some(key.as_slice()) {
