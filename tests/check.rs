@@ -485,9 +485,16 @@ fn sigkill_during_init_is_recoverable() {
         t.write(&format!("d{}/f{i}.conf", i % 100), "some text content\n");
     }
     let mut child = t.cmd().arg("init").spawn().expect("spawn");
-    let wal = t.db.with_extension("db-wal");
+    // Init writes through a rollback journal (or the WAL when another process has the
+    // database open): wait until either exists, or the first batch has grown the file.
+    let (wal, journal) = (
+        t.db.with_extension("db-wal"),
+        t.db.with_extension("db-journal"),
+    );
     let started = wait_until(Duration::from_secs(120), || {
         std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0)
+            || journal.exists()
+            || std::fs::metadata(&t.db).is_ok_and(|m| m.len() > 2_000_000)
     });
     assert!(started, "init never wrote");
     let still_running = matches!(child.try_wait(), Ok(None));

@@ -82,6 +82,10 @@ pub struct DaemonConfig {
     pub debounce: Duration,
     /// Hashing threads; 0 = number of CPUs.
     pub hash_workers: usize,
+    /// Bytes per second all hashing threads may read together; 0 = no limit.
+    pub hash_rate: u64,
+    /// Hashing threads run at nice 10 and the lowest best-effort I/O priority.
+    pub low_priority: bool,
     /// Name used in alerts; empty = the system hostname.
     pub host: String,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
@@ -95,6 +99,8 @@ impl Default for DaemonConfig {
             rescan_interval: Duration::from_secs(3600),
             debounce: Duration::from_millis(200),
             hash_workers: 0,
+            hash_rate: 0,
+            low_priority: true,
             host: String::new(),
             log_level: "info".to_string(),
         }

@@ -96,10 +96,16 @@ impl Pipeline {
         host: String,
         sinks: Vec<&'static str>,
         workers: usize,
+        low_priority: bool,
     ) -> std::io::Result<Pipeline> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(workers.max(1))
             .thread_name(|i| format!("fimd-hash-{i}"))
+            .start_handler(move |_| {
+                if low_priority {
+                    scan::governor::lower_thread_priority();
+                }
+            })
             .build()
             .map_err(std::io::Error::other)?;
         Ok(Pipeline {
@@ -127,6 +133,7 @@ impl Pipeline {
             max_bytes: cfg.content.max_bytes,
             detect_private_keys: cfg.sensitive.detect_private_keys,
             full,
+            rate: scan::governor::RateLimit::new(cfg.daemon.hash_rate).map(Arc::new),
         };
         Pipeline::new(
             store,
@@ -135,6 +142,7 @@ impl Pipeline {
             cfg.host(),
             sinks,
             cfg.hash_workers(),
+            cfg.daemon.low_priority,
         )
     }
 

@@ -16,6 +16,8 @@ use crate::policy::Policy;
 mod walk;
 use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
+pub mod governor;
+
 pub use walk::{walk, walk_subtree, WalkReport};
 
 /// How much of a file's content the scanner keeps, and whether it looks for keys.
@@ -26,6 +28,8 @@ pub struct ScanSettings {
     pub detect_private_keys: bool,
     /// Re-hash every file even when its metadata equals the baseline (`check --full`).
     pub full: bool,
+    /// Bytes per second all hashing threads may read together (`daemon.hash_rate`).
+    pub rate: Option<std::sync::Arc<governor::RateLimit>>,
 }
 
 /// One path as read now.
@@ -219,9 +223,11 @@ fn hash_file(
         // Small enough to keep: read it straight into its own buffer (one copy), then hash.
         // Exactly the size fstat gave (no extra read for EOF): a write after our fstat moves
         // mtime/ctime, so the next scan looks again.
-        let mut data = vec![0u8; meta.size() as usize];
-        let n = read_full(&mut file, &mut data)?;
-        data.truncate(n);
+        let mut data = Vec::with_capacity(meta.size() as usize);
+        let n = (&mut file).take(meta.size()).read_to_end(&mut data)?;
+        if let Some(r) = &settings.rate {
+            r.consume(n);
+        }
         hasher.update(&data);
         key_scan.feed(&data);
         if data.len() as u64 > keep_limit {
@@ -240,6 +246,7 @@ fn hash_file(
             &mut key_scan,
             &mut keep,
             keep_limit,
+            settings,
         );
         if name_sensitive || key_scan.found {
             buf.fill(0);
@@ -261,20 +268,6 @@ fn hash_file(
     }))
 }
 
-/// Read until `buf` is full or EOF; the number of bytes read.
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
 thread_local! {
     /// One read buffer per hashing thread, reused for every file (no per-file allocation).
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_BUF]);
@@ -289,6 +282,7 @@ fn stream_rest(
     key_scan: &mut KeyScanner,
     keep: &mut Option<Vec<u8>>,
     keep_limit: u64,
+    settings: &ScanSettings,
 ) -> std::io::Result<()> {
     loop {
         let n = match file.read(buf) {
@@ -297,6 +291,9 @@ fn stream_rest(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        if let Some(r) = &settings.rate {
+            r.consume(n);
+        }
         let chunk = &buf[..n];
         hasher.update(chunk);
         key_scan.feed(chunk);
@@ -324,6 +321,12 @@ fn is_text(bytes: &[u8]) -> bool {
 
 /// Finds private-key markers across chunk boundaries: PEM (`-----BEGIN ... PRIVATE KEY-----`,
 /// including OpenSSH's), PGP private key blocks and PuTTY key files.
+/// The marker searchers, built once.
+fn key_finders() -> &'static [memmem::Finder<'static>; 3] {
+    static FINDERS: std::sync::OnceLock<[memmem::Finder<'static>; 3]> = std::sync::OnceLock::new();
+    FINDERS.get_or_init(|| KEY_MARKERS.map(memmem::Finder::new))
+}
+
 struct KeyScanner {
     enabled: bool,
     found: bool,
@@ -352,9 +355,10 @@ impl KeyScanner {
         let overlap = 32;
         let mut window = std::mem::take(&mut self.tail);
         window.extend_from_slice(&chunk[..chunk.len().min(overlap)]);
-        self.found = KEY_MARKERS
+        let finders = key_finders();
+        self.found = finders
             .iter()
-            .any(|m| memmem::find(&window, m).is_some() || memmem::find(chunk, m).is_some());
+            .any(|f| f.find(&window).is_some() || f.find(chunk).is_some());
         let start = chunk.len().saturating_sub(overlap);
         self.tail = chunk[start..].to_vec();
     }
