@@ -549,3 +549,51 @@ fn database_is_private() {
     let r = t.run(&["status"]);
     assert!(r.stdout.contains("baseline: 1 entries"), "{}", r.stdout);
 }
+
+#[test]
+fn merge_order_handles_names_that_sort_around_a_slash() {
+    // '-' and '.' sort before '/', '0' after: the walk and the baseline must still line up,
+    // for files and for directories (a mis-merge would drop and re-add rows silently).
+    let t = TempTree::new("", "");
+    for f in [
+        "a.conf", "a0", "a-b/x", "a/x", "a/y.conf", "a.d/z", "a0d/w", "b",
+    ] {
+        t.write(f, "1\n");
+    }
+    t.init();
+    assert_eq!(t.run(&["check"]).code, 0);
+    for d in ["a", "a.d", "a-b", "a0d"] {
+        std::fs::set_permissions(t.path(d), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod dir");
+    }
+    for f in ["a.conf", "a/x", "a0d/w"] {
+        t.write(f, "2\n");
+    }
+    let (code, events) = t.check_json();
+    assert_eq!(code, 4, "{events:?}");
+    let mut got: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap_or(""),
+                e["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches(&format!("{}/", t.root.display()))
+            )
+        })
+        .collect();
+    got.sort();
+    let want = [
+        "modified a",
+        "modified a-b",
+        "modified a.conf",
+        "modified a.d",
+        "modified a/x",
+        "modified a0d",
+        "modified a0d/w",
+    ];
+    assert_eq!(got, want);
+    assert_eq!(t.run(&["check"]).code, 0);
+}

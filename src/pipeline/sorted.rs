@@ -1,10 +1,11 @@
 //! The full scan as a sorted merge: the walk yields paths in byte order (see `scan::walk`),
 //! the baseline's non-directory rows are streamed from SQLite in the same order, and the two
 //! are merged on the blocking walker thread. Neither the tree nor the baseline is ever held in
-//! memory: what is held is one chunk in flight, the directory rows (one per ~25 files) and
-//! the rows found gone (proportional to the changes, which are recorded anyway).
+//! memory: what is held is one chunk in flight and the rows found gone (proportional to the
+//! changes, which are recorded anyway). Directories come from a second stream ordered the
+//! way the walk visits them (path + `/`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -25,7 +26,8 @@ enum Item {
     Gone(Vec<(PathBuf, Recorded)>),
 }
 
-/// The baseline rows, in byte order, read from a channel on the walker thread.
+/// The baseline rows, in walk order, read from a channel on the walker thread.
+#[derive(Default)]
 struct Cursor {
     rx: Option<mpsc::Receiver<Vec<(PathBuf, Recorded)>>>,
     buf: VecDeque<(PathBuf, Recorded)>,
@@ -50,6 +52,24 @@ impl Cursor {
         self.peek()?;
         self.buf.pop_front()
     }
+
+    /// The row for `path` (walk key order), moving the rows before it to `gone`.
+    fn take_match(
+        &mut self,
+        path: &std::path::Path,
+        is_dir: bool,
+        gone: &mut Vec<(PathBuf, Recorded)>,
+    ) -> Option<Recorded> {
+        let key = scan::walk_key(path, is_dir);
+        while let Some((p, _)) = self.peek() {
+            match scan::walk_key(p, is_dir).cmp(&key) {
+                std::cmp::Ordering::Less => gone.extend(self.pop()),
+                std::cmp::Ordering::Equal => return self.pop().map(|(_, r)| r),
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
 }
 
 impl Pipeline {
@@ -61,18 +81,19 @@ impl Pipeline {
         progress: &(dyn Fn(u64) + Sync),
         meta: Vec<(&'static str, String)>,
     ) -> Result<ScanReport, StoreError> {
-        let (mut dirs, rows_rx, reader) = if mode == Mode::Baseline {
-            (HashMap::new(), None, None)
-        } else {
-            let dirs = self.store.load_dirs().await?;
-            let (tx, rx) = mpsc::channel(4);
-            let store = self.store.clone();
-            (
-                dirs,
-                Some(rx),
-                Some(tokio::spawn(async move { store.stream_files(tx).await })),
-            )
-        };
+        // Two baseline streams (files, directories), or none when building a new baseline.
+        let mut readers = Vec::new();
+        let mut cursors = [Cursor::default(), Cursor::default()];
+        if mode != Mode::Baseline {
+            for (dirs, cursor) in [false, true].into_iter().zip(cursors.iter_mut()) {
+                let (tx, rx) = mpsc::channel(4);
+                let store = self.store.clone();
+                readers.push(tokio::spawn(
+                    async move { store.stream_rows(dirs, tx).await },
+                ));
+                cursor.rx = Some(rx);
+            }
+        }
         let (tx, mut rx) = mpsc::channel::<Item>(4);
         let walker = {
             let (policy, settings, pool) = (
@@ -81,10 +102,7 @@ impl Pipeline {
                 self.pool.clone(),
             );
             tokio::task::spawn_blocking(move || {
-                let mut cursor = Cursor {
-                    rx: rows_rx,
-                    buf: VecDeque::new(),
-                };
+                let [mut files, mut dirs] = cursors;
                 let mut gone: Vec<(PathBuf, Recorded)> = Vec::new();
                 let mut chunk: Vec<(PathBuf, Option<Recorded>)> = Vec::with_capacity(CHUNK);
                 let flush = |chunk: &mut Vec<(PathBuf, Option<Recorded>)>| {
@@ -100,33 +118,19 @@ impl Pipeline {
                     tx.blocking_send(Item::Scanned(scanned)).is_ok()
                 };
                 let report: WalkReport = scan::walk(&policy, |path, is_dir| {
-                    let old = if is_dir {
-                        dirs.remove(&path)
-                    } else {
-                        let key = path.as_os_str().as_bytes();
-                        let mut found = None;
-                        while let Some((p, _)) = cursor.peek() {
-                            match p.as_os_str().as_bytes().cmp(key) {
-                                std::cmp::Ordering::Less => gone.extend(cursor.pop()),
-                                std::cmp::Ordering::Equal => {
-                                    found = cursor.pop().map(|(_, r)| r);
-                                    break;
-                                }
-                                std::cmp::Ordering::Greater => break,
-                            }
-                        }
-                        found
-                    };
+                    let cursor = if is_dir { &mut dirs } else { &mut files };
+                    let old = cursor.take_match(&path, is_dir, &mut gone);
                     chunk.push((path, old));
                     chunk.len() < CHUNK || flush(&mut chunk)
                 });
                 if !chunk.is_empty() && !flush(&mut chunk) {
                     return report;
                 }
-                while let Some(row) = cursor.pop() {
-                    gone.push(row);
+                for cursor in [&mut files, &mut dirs] {
+                    while let Some(row) = cursor.pop() {
+                        gone.push(row);
+                    }
                 }
-                gone.extend(dirs);
                 gone.retain(|(p, _)| !report.unreadable_dirs.iter().any(|d| p.starts_with(d)));
                 gone.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
                 let _ = tx.blocking_send(Item::Gone(gone));
@@ -173,7 +177,7 @@ impl Pipeline {
             path: self.store.path().to_path_buf(),
             message: format!("scanner thread failed: {e}"),
         })?;
-        if let Some(reader) = reader {
+        for reader in readers {
             reader.abort(); // only a read: stopping it mid-stream is harmless
             if let Ok(Err(e)) = reader.await {
                 return Err(e);

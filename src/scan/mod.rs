@@ -18,7 +18,7 @@ use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
 pub mod governor;
 
-pub use walk::{walk, walk_subtree, WalkReport};
+pub use walk::{walk, walk_key, walk_subtree, WalkReport};
 
 /// How much of a file's content the scanner keeps, and whether it looks for keys.
 #[derive(Debug, Clone)]

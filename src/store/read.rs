@@ -82,31 +82,22 @@ impl Store {
         Ok((PathBuf::from(OsStr::from_bytes(&path)), recorded))
     }
 
-    /// Baseline rows of directories (few: one per ~25 files), keyed by path.
-    pub async fn load_dirs(&self) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{BASELINE_SELECT} WHERE kind = 'dir'"
-        )))
-        .fetch(&self.pool);
-        let mut map = HashMap::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
-            let (p, r) = self.recorded_from_row(&row)?;
-            map.insert(p, r);
-        }
-        Ok(map)
-    }
-
-    /// Stream every non-directory row in path byte order (the primary key's order) to `tx`,
-    /// in chunks, without holding the baseline in memory. Stops early when `tx` is closed.
-    pub async fn stream_files(
+    /// Stream baseline rows to `tx` in chunks, without holding the baseline in memory: the
+    /// non-directories in path byte order (the primary key's order), or (`dirs`) the
+    /// directories in the order of their path with a `/` appended, which is the order the
+    /// walk visits them in. Stops early when `tx` is closed.
+    pub async fn stream_rows(
         &self,
+        dirs: bool,
         tx: tokio::sync::mpsc::Sender<Vec<(PathBuf, Recorded)>>,
     ) -> Result<(), StoreError> {
         const ROWS: usize = 1024;
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path"
-        )))
-        .fetch(&self.pool);
+        let sql = if dirs {
+            format!("{BASELINE_SELECT} WHERE kind = 'dir' ORDER BY path || X'2F'")
+        } else {
+            format!("{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path")
+        };
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         let mut chunk = Vec::with_capacity(ROWS);
         while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
             chunk.push(self.recorded_from_row(&row)?);
