@@ -208,7 +208,15 @@ impl Pipeline {
                     let outcomes: Vec<Outcome> = pool.install(|| {
                         paths
                             .par_iter()
-                            .map(|p| scan::scan_path(p, &policy, &settings, baseline.get(p)))
+                            .map(|p| {
+                                scan::scan_path(
+                                    p,
+                                    &policy,
+                                    &settings,
+                                    baseline.get(p),
+                                    scan::Seen::Other,
+                                )
+                            })
                             .collect()
                     });
                     tx.blocking_send(outcomes).is_ok()

@@ -13,6 +13,9 @@ use crate::state::{compare, FileKind, FileState, Recorded};
 use crate::store::{Batch, StoreError};
 use crate::timefmt::{now_ns, rfc3339_ns};
 
+/// A commit running on its own task (see [`Pipeline::flush_overlapped`]).
+pub(super) type InFlight = Option<tokio::task::JoinHandle<Result<Vec<Event>, StoreError>>>;
+
 impl Pipeline {
     /// Commit (or, for a dry run, just collect) the pending batch, then log its events.
     pub(super) async fn flush(
@@ -26,6 +29,50 @@ impl Pipeline {
             Mode::DryRun => batch.events,
             _ => self.store.commit(batch, &self.sinks).await?,
         };
+        self.after_commit(events, report);
+        Ok(())
+    }
+
+    /// Like [`Pipeline::flush`], but the commit runs on its own task while the scan goes on
+    /// (the hashing threads and the SQLite writer then use both cores). At most one commit is
+    /// in flight and commits stay in order: the previous one is settled first.
+    pub(super) async fn flush_overlapped(
+        &self,
+        pending: &mut Batch,
+        mode: Mode,
+        report: &mut ScanReport,
+        inflight: &mut InFlight,
+    ) -> Result<(), StoreError> {
+        self.settle(report, inflight).await?;
+        if mode == Mode::DryRun || pending.is_empty() {
+            return self.flush(pending, mode, report).await;
+        }
+        let batch = std::mem::take(pending);
+        let (store, sinks) = (self.store.clone(), self.sinks.clone());
+        *inflight = Some(tokio::spawn(
+            async move { store.commit(batch, &sinks).await },
+        ));
+        Ok(())
+    }
+
+    /// Wait for the commit in flight, if any, then log its events.
+    pub(super) async fn settle(
+        &self,
+        report: &mut ScanReport,
+        inflight: &mut InFlight,
+    ) -> Result<(), StoreError> {
+        if let Some(task) = inflight.take() {
+            let events = task.await.map_err(|e| StoreError::Corrupt {
+                path: self.store.path().to_path_buf(),
+                message: format!("commit task failed: {e}"),
+            })??;
+            self.after_commit(events, report);
+        }
+        Ok(())
+    }
+
+    /// Committed: wake the alert worker, one journal record per event, into the report.
+    fn after_commit(&self, events: Vec<Event>, report: &mut ScanReport) {
         if let Some(wake) = self
             .wake
             .as_ref()
@@ -37,7 +84,6 @@ impl Pipeline {
             crate::logging::record_event(e);
         }
         report.events.extend(events);
-        Ok(())
     }
 
     /// Turn scan outcomes (each with its baseline row, if any) into baseline writes and events.

@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 
+use super::record::InFlight;
 use super::{Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS, COMMIT_TEXT_BYTES};
 use crate::event::Source;
-use crate::scan::{self, Outcome, WalkReport};
+use crate::scan::{self, Outcome, Seen, WalkReport};
 use crate::state::Recorded;
 use crate::store::{Batch, StoreError};
 
@@ -104,23 +105,26 @@ impl Pipeline {
             tokio::task::spawn_blocking(move || {
                 let [mut files, mut dirs] = cursors;
                 let mut gone: Vec<(PathBuf, Recorded)> = Vec::new();
-                let mut chunk: Vec<(PathBuf, Option<Recorded>)> = Vec::with_capacity(CHUNK);
-                let flush = |chunk: &mut Vec<(PathBuf, Option<Recorded>)>| {
+                let mut chunk: Vec<(PathBuf, Seen, Option<Recorded>)> = Vec::with_capacity(CHUNK);
+                let flush = |chunk: &mut Vec<(PathBuf, Seen, Option<Recorded>)>| {
                     let items = std::mem::take(chunk);
                     let scanned: Vec<(Outcome, Option<Recorded>)> = pool.install(|| {
                         items
                             .into_par_iter()
-                            .map(|(p, old)| {
-                                (scan::scan_path(&p, &policy, &settings, old.as_ref()), old)
+                            .map(|(p, seen, old)| {
+                                (
+                                    scan::scan_path(&p, &policy, &settings, old.as_ref(), seen),
+                                    old,
+                                )
                             })
                             .collect()
                     });
                     tx.blocking_send(Item::Scanned(scanned)).is_ok()
                 };
-                let report: WalkReport = scan::walk(&policy, |path, is_dir| {
-                    let cursor = if is_dir { &mut dirs } else { &mut files };
-                    let old = cursor.take_match(&path, is_dir, &mut gone);
-                    chunk.push((path, old));
+                let report: WalkReport = scan::walk(&policy, |path, seen| {
+                    let cursor = if seen.is_dir() { &mut dirs } else { &mut files };
+                    let old = cursor.take_match(&path, seen.is_dir(), &mut gone);
+                    chunk.push((path, seen, old));
                     chunk.len() < CHUNK || flush(&mut chunk)
                 });
                 if !chunk.is_empty() && !flush(&mut chunk) {
@@ -139,6 +143,7 @@ impl Pipeline {
         };
         let mut report = ScanReport::default();
         let mut pending = Batch::default();
+        let mut inflight: InFlight = None;
         let mut completed = false;
         while let Some(item) = rx.recv().await {
             match item {
@@ -155,7 +160,8 @@ impl Pipeline {
                     for (path, old) in rows {
                         self.add_removed(path, old, mode, source, &mut pending);
                         if pending.deletes.len() >= COMMIT_ROWS {
-                            self.flush(&mut pending, mode, &mut report).await?;
+                            self.flush_overlapped(&mut pending, mode, &mut report, &mut inflight)
+                                .await?;
                         }
                     }
                     completed = true;
@@ -164,7 +170,8 @@ impl Pipeline {
             if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS
                 || pending.text_bytes >= COMMIT_TEXT_BYTES
             {
-                self.flush(&mut pending, mode, &mut report).await?;
+                self.flush_overlapped(&mut pending, mode, &mut report, &mut inflight)
+                    .await?;
             }
             if self.cancel.is_cancelled() {
                 // Safe point: commit what was compared, stop the walker (its send fails).
@@ -187,6 +194,8 @@ impl Pipeline {
         if completed && !report.interrupted {
             pending.meta.extend(meta);
         }
+        // The last batch (with the scan's meta) commits after every other one, before we return.
+        self.settle(&mut report, &mut inflight).await?;
         self.flush(&mut pending, mode, &mut report).await?;
         Ok(report)
     }

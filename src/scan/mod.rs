@@ -18,7 +18,7 @@ use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
 pub mod governor;
 
-pub use walk::{walk, walk_key, walk_subtree, WalkReport};
+pub use walk::{walk, walk_key, walk_subtree, Seen, WalkReport};
 
 /// How much of a file's content the scanner keeps, and whether it looks for keys.
 #[derive(Debug, Clone)]
@@ -100,7 +100,25 @@ pub fn scan_path(
     policy: &Policy,
     settings: &ScanSettings,
     known: Option<&Recorded>,
+    seen: Seen,
 ) -> Outcome {
+    if seen == Seen::File && known.is_none() {
+        // A new regular file (an init): open it straight away, one stat fewer. If it is no
+        // longer a regular file (or is gone), the lstat path below looks again.
+        let name_sensitive = policy.is_sensitive_path(path);
+        let hashed_at_ns = now_ns();
+        if let Ok(Some(read)) = hash_file(path, None, settings, name_sensitive) {
+            let mut state = read.state;
+            state.sha256 = Some(read.sha256);
+            return Outcome::Entry(Scanned {
+                path: path.to_path_buf(),
+                state,
+                sensitive: name_sensitive || read.holds_private_key,
+                text: read.text,
+                hashed_at_ns,
+            });
+        }
+    }
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if is_gone(&e) => return Outcome::Vanished(path.to_path_buf()),
@@ -134,7 +152,7 @@ pub fn scan_path(
                 return Outcome::Same(path.to_path_buf());
             }
             scanned.hashed_at_ns = now_ns();
-            match hash_file(path, &meta, settings, name_sensitive) {
+            match hash_file(path, Some(&meta), settings, name_sensitive) {
                 Ok(Some(read)) => {
                     state = read.state;
                     state.sha256 = Some(read.sha256);
@@ -191,7 +209,7 @@ struct FileRead {
 /// file (swapped for a FIFO or symlink) between `lstat` and `open`.
 fn hash_file(
     path: &Path,
-    lstat: &Metadata,
+    lstat: Option<&Metadata>,
     settings: &ScanSettings,
     name_sensitive: bool,
 ) -> std::io::Result<Option<FileRead>> {
@@ -208,7 +226,7 @@ fn hash_file(
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
-    if !meta.is_file() || meta.ino() != lstat.ino() {
+    if !meta.is_file() || lstat.is_some_and(|l| meta.ino() != l.ino()) {
         return Ok(None);
     }
     let keep_limit = if name_sensitive {

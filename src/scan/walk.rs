@@ -28,7 +28,7 @@ pub struct WalkReport {
 /// a `/` appended), merged across roots. So the non-directories come in plain byte order,
 /// the order of the baseline's primary key, and a full scan can merge the walk with the
 /// baseline streamed from SQLite instead of holding either in memory.
-pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> WalkReport {
+pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, Seen) -> bool) -> WalkReport {
     let mut report = WalkReport::default();
     let roots: Vec<PathBuf> = policy.dir_roots().iter().map(|w| w.root.clone()).collect();
     let root_set: HashSet<&Path> = roots.iter().map(PathBuf::as_path).collect();
@@ -68,7 +68,7 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> Wa
         .filter(|&i| streams[i].head.is_some())
         .min_by(|&a, &b| streams[a].head_key().cmp(streams[b].head_key()))
     {
-        let Some((key, path, is_dir)) = streams[i].head.take() else {
+        let Some((key, path, seen)) = streams[i].head.take() else {
             break;
         };
         streams[i].advance(policy);
@@ -76,7 +76,7 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> Wa
             continue; // the same path from two streams (a file target inside a walked tree)
         }
         last = Some(key);
-        if !visit(path, is_dir) {
+        if !visit(path, seen) {
             break;
         }
     }
@@ -85,6 +85,22 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, bool) -> bool) -> Wa
         report.unreadable_dirs.extend(s.unreadable);
     }
     report
+}
+
+/// What the walk saw of a path (from the directory entry's type, without a stat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Dir,
+    /// A regular file when the directory was read (it may have changed since).
+    File,
+    /// A symlink, FIFO, socket or device, or a single-file target not looked at yet.
+    Other,
+}
+
+impl Seen {
+    pub fn is_dir(self) -> bool {
+        self == Seen::Dir
+    }
 }
 
 /// The sort key of a walked path: its bytes, plus `/` for a directory (so a directory sorts
@@ -101,7 +117,7 @@ pub fn walk_key(path: &Path, is_dir: bool) -> Vec<u8> {
 struct Stream<'a> {
     tree: Option<Box<dyn Iterator<Item = walkdir::Result<walkdir::DirEntry>> + 'a>>,
     list: std::vec::IntoIter<PathBuf>,
-    head: Option<(Vec<u8>, PathBuf, bool)>,
+    head: Option<(Vec<u8>, PathBuf, Seen)>,
     unreadable: Vec<PathBuf>,
     errors: usize,
 }
@@ -157,16 +173,26 @@ impl<'a> Stream<'a> {
     /// Move to the next path worth visiting, recording unreadable directories on the way.
     fn advance(&mut self, policy: &Policy) {
         let Some(tree) = self.tree.as_mut() else {
-            self.head = self.list.next().map(|p| (walk_key(&p, false), p, false));
+            self.head = self
+                .list
+                .next()
+                .map(|p| (walk_key(&p, false), p, Seen::Other));
             return;
         };
         for entry in tree.by_ref() {
             match entry {
                 Ok(e) => {
-                    let is_dir = e.file_type().is_dir();
-                    if is_dir || policy.selects(e.path()) {
+                    let ft = e.file_type();
+                    let seen = if ft.is_dir() {
+                        Seen::Dir
+                    } else if ft.is_file() {
+                        Seen::File
+                    } else {
+                        Seen::Other
+                    };
+                    if seen.is_dir() || policy.selects(e.path()) {
                         let path = e.into_path();
-                        self.head = Some((walk_key(&path, is_dir), path, is_dir));
+                        self.head = Some((walk_key(&path, seen.is_dir()), path, seen));
                         return;
                     }
                 }
