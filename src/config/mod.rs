@@ -80,7 +80,7 @@ pub struct DaemonConfig {
     /// Changes to one path within this window give one event.
     #[serde(with = "humantime_serde")]
     pub debounce: Duration,
-    /// Hashing threads; 0 = number of CPUs.
+    /// Hashing threads; 0 = 4 per CPU, at most 16 (cold scans wait on the disk).
     pub hash_workers: usize,
     /// Bytes per second all hashing threads may read together; 0 = no limit.
     pub hash_rate: u64,
