@@ -69,6 +69,11 @@ const COMMIT_ROWS: usize = 4096;
 /// ... or this many bytes of text content (keeps memory flat when files are large).
 const COMMIT_TEXT_BYTES: usize = 8 << 20;
 
+/// The pending batch is big enough to commit.
+fn batch_full(b: &Batch) -> bool {
+    b.upserts.len() + b.events.len() >= COMMIT_ROWS || b.text_bytes >= COMMIT_TEXT_BYTES
+}
+
 /// The pipeline's fixed parts.
 pub struct Pipeline {
     pub store: Store,
@@ -144,6 +149,14 @@ impl Pipeline {
             cfg.hash_workers(),
             cfg.daemon.low_priority,
         )
+    }
+
+    /// A scan's helper task died (a panic): one clear error naming the database.
+    pub(super) fn task_failed(&self, what: &str, e: tokio::task::JoinError) -> StoreError {
+        StoreError::Corrupt {
+            path: self.store.path().to_path_buf(),
+            message: format!("{what} task failed: {e}"),
+        }
     }
 
     /// Wake `wake` after each commit that queued alerts.
@@ -253,9 +266,7 @@ impl Pipeline {
                 })
                 .collect();
             self.add_outcomes(pairs, mode, source, &mut pending).await?;
-            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS
-                || pending.text_bytes >= COMMIT_TEXT_BYTES
-            {
+            if batch_full(&pending) {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
             if self.cancel.is_cancelled() {
@@ -265,10 +276,7 @@ impl Pipeline {
                 break;
             }
         }
-        let walk = walker.await.map_err(|e| StoreError::Corrupt {
-            path: self.store.path().to_path_buf(),
-            message: format!("scanner thread failed: {e}"),
-        })?;
+        let walk = walker.await.map_err(|e| self.task_failed("scanner", e))?;
         report.errors = walk.errors;
         if report.interrupted {
             self.flush(&mut pending, mode, &mut report).await?;

@@ -62,10 +62,7 @@ impl Pipeline {
         inflight: &mut InFlight,
     ) -> Result<(), StoreError> {
         if let Some(task) = inflight.take() {
-            let events = task.await.map_err(|e| StoreError::Corrupt {
-                path: self.store.path().to_path_buf(),
-                message: format!("commit task failed: {e}"),
-            })??;
+            let events = task.await.map_err(|e| self.task_failed("commit", e))??;
             self.after_commit(events, report);
         }
         Ok(())

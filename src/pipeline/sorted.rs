@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use tokio::sync::mpsc;
 
 use super::record::InFlight;
-use super::{Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS, COMMIT_TEXT_BYTES};
+use super::{batch_full, Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS};
 use crate::event::Source;
 use crate::scan::{self, Outcome, Seen, WalkReport};
 use crate::state::Recorded;
@@ -167,9 +167,7 @@ impl Pipeline {
                     completed = true;
                 }
             }
-            if pending.upserts.len() + pending.events.len() >= COMMIT_ROWS
-                || pending.text_bytes >= COMMIT_TEXT_BYTES
-            {
+            if batch_full(&pending) {
                 self.flush_overlapped(&mut pending, mode, &mut report, &mut inflight)
                     .await?;
             }
@@ -180,10 +178,7 @@ impl Pipeline {
                 break;
             }
         }
-        let walk = walker.await.map_err(|e| StoreError::Corrupt {
-            path: self.store.path().to_path_buf(),
-            message: format!("scanner thread failed: {e}"),
-        })?;
+        let walk = walker.await.map_err(|e| self.task_failed("scanner", e))?;
         for reader in readers {
             reader.abort(); // only a read: stopping it mid-stream is harmless
             if let Ok(Err(e)) = reader.await {

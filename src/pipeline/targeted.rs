@@ -113,19 +113,26 @@ impl Pipeline {
     /// Delete, without events, every baseline row the current policy no longer monitors
     /// (roots removed from the config, files no longer selected). Returns how many.
     pub async fn prune_unmonitored(&self) -> Result<usize, StoreError> {
-        let baseline = self.store.load_baseline().await?;
-        let policy = &self.policy;
-        let deletes: Vec<PathBuf> = baseline
-            .into_iter()
-            .filter(|(p, r)| {
-                if r.state.kind == FileKind::Dir {
-                    !policy.walks_dir(p)
-                } else {
-                    !policy.selects(p)
-                }
-            })
-            .map(|(p, _)| p)
-            .collect();
+        // Streamed: only the rows to delete are held, never the whole baseline.
+        let mut deletes: Vec<PathBuf> = Vec::new();
+        for dirs in [false, true] {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+            let store = self.store.clone();
+            let reader = tokio::spawn(async move { store.stream_rows(dirs, tx).await });
+            while let Some(rows) = rx.recv().await {
+                deletes.extend(rows.into_iter().filter_map(|(p, r)| {
+                    let monitored = if r.state.kind == FileKind::Dir {
+                        self.policy.walks_dir(&p)
+                    } else {
+                        self.policy.selects(&p)
+                    };
+                    (!monitored).then_some(p)
+                }));
+            }
+            reader
+                .await
+                .map_err(|e| self.task_failed("baseline reader", e))??;
+        }
         let n = deletes.len();
         if n > 0 {
             let batch = Batch {

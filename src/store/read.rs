@@ -116,20 +116,6 @@ impl Store {
         Ok(())
     }
 
-    /// The whole baseline, keyed by path bytes.
-    pub async fn load_baseline(&self) -> Result<HashMap<PathBuf, Recorded>, StoreError> {
-        let rows = sqlx::query(BASELINE_SELECT)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.sql(e))?;
-        let mut map = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let (p, r) = self.recorded_from_row(row)?;
-            map.insert(p, r);
-        }
-        Ok(map)
-    }
-
     /// Baseline rows for these paths and, for each `prefix`, every row below it.
     pub async fn load_some(
         &self,
