@@ -61,6 +61,11 @@ fn describe(e: &sqlx::Error) -> String {
     }
 }
 
+/// Connections per process. A full scan holds two readers (baseline files and directories)
+/// for its whole length while it commits and reads old texts, and the daemon's outbox worker
+/// needs one too: 8 leaves room, so nobody waits for a connection during a long rescan.
+const POOL_SIZE: u32 = 8;
+
 /// The database handle. Cheap to clone; shared by the pipeline and the outbox worker.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -71,7 +76,7 @@ pub struct Store {
 impl Store {
     /// Open or create the database (and its directory, 0700), run migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::create(path, 4).await
+        Store::create(path, POOL_SIZE).await
     }
 
     /// Open for a bulk load (`init`): a single connection, so that [`Store::begin_bulk`] can
@@ -119,7 +124,7 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::NoDatabase(path.to_path_buf()));
         }
-        Store::connect(path, 4).await
+        Store::connect(path, POOL_SIZE).await
     }
 
     async fn connect(path: &Path, connections: u32) -> Result<Store, StoreError> {
