@@ -208,6 +208,43 @@ pub fn is_loopback(url: &Url) -> bool {
 }
 
 /// `scheme://host[:port]`: the only part of a URL fimd ever prints.
+/// A webhook whose URL is the credential (Slack, Teams): the URL, kept secret, and one JSON
+/// POST to it. Only its scheme and host are ever shown.
+pub struct SecretHook {
+    url: Url,
+    secret: crate::config::Secret,
+}
+
+impl SecretHook {
+    pub fn new(
+        sink: &'static str,
+        key: &str,
+        url: &crate::config::Secret,
+    ) -> Result<SecretHook, AlertError> {
+        Ok(SecretHook {
+            url: check_url(sink, key, url.expose())?,
+            secret: url.clone(),
+        })
+    }
+
+    /// `POST` of a JSON body.
+    pub fn post_json(&self, http: &Client, body: Vec<u8>) -> RequestBuilder {
+        http.post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+    }
+
+    /// For [`Sink::target`].
+    pub fn target(&self) -> String {
+        origin(&self.url)
+    }
+
+    /// For [`Sink::secrets`].
+    pub fn secrets(&self) -> Vec<String> {
+        vec![self.secret.expose().to_string()]
+    }
+}
+
 pub fn origin(url: &Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {

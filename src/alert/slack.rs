@@ -1,35 +1,30 @@
 //! Slack incoming webhook (notifications.md §4): `POST` to the webhook URL, JSON with `text`
 //! (the notification fallback) and Block Kit `blocks`. The URL is the credential: it is held
-//! as a [`Secret`] and only `https://hooks.slack.com` is ever shown.
+//! as a [`crate::config::Secret`] and only `https://hooks.slack.com` is ever shown.
 //!
 //! Limits honoured: header ≤ 150 chars, section text ≤ 3,000, ≤ 50 blocks, `text` ≤ 3,000,
 //! body ≤ 12 KB (the undocumented cumulative cap). Paths and diffs are mrkdwn-escaped.
 //! Never logs or returns the URL.
 
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Client, RequestBuilder, Url};
+use reqwest::{Client, RequestBuilder};
 use serde_json::{json, Value};
 
 use super::content::{self, cut, slack_escape};
-use super::sink::{check_url, origin, Batch, Limits, Sink};
+use super::sink::{Batch, Limits, SecretHook, Sink};
 use super::AlertError;
 use crate::config::notify::SlackConfig;
-use crate::config::Secret;
 
 const MAX_BODY: usize = 12_000;
 
 /// A configured Slack webhook.
 pub struct Slack {
-    url: Url,
-    secret: Secret,
+    hook: SecretHook,
 }
 
 impl Slack {
     pub fn new(cfg: &SlackConfig) -> Result<Slack, AlertError> {
-        let url = check_url("slack", "webhook_url", cfg.webhook_url.expose())?;
         Ok(Slack {
-            url,
-            secret: cfg.webhook_url.clone(),
+            hook: SecretHook::new("slack", "webhook_url", &cfg.webhook_url)?,
         })
     }
 }
@@ -48,19 +43,17 @@ impl Sink for Slack {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = content::fit(batch, MAX_BODY, render)?;
-        Ok(http
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body))
+        Ok(self
+            .hook
+            .post_json(http, content::fit(batch, MAX_BODY, render)?))
     }
 
     fn target(&self) -> String {
-        origin(&self.url)
+        self.hook.target()
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![self.secret.expose().to_string()]
+        self.hook.secrets()
     }
 }
 

@@ -1,34 +1,29 @@
 //! Microsoft Teams Workflows webhook (notifications.md §5): `POST` to the Workflows URL with an
 //! Adaptive Card 1.4 in a `message` envelope; success is `202 Accepted`. The URL (its `sig`
-//! query parameter) is the credential: held as a [`Secret`], only scheme and host are shown.
+//! query parameter) is the credential: held as a [`crate::config::Secret`], only scheme and host are shown.
 //!
 //! Body kept under 27 KB (Teams rejects about 28 KB); text is markdown-escaped. Legacy O365
 //! connector URLs are not special-cased (they are retired); no host allowlist.
 
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Client, RequestBuilder, Url};
+use reqwest::{Client, RequestBuilder};
 use serde_json::{json, Value};
 
 use super::content::{self, teams_escape};
-use super::sink::{check_url, origin, Batch, Limits, Sink};
+use super::sink::{Batch, Limits, SecretHook, Sink};
 use super::AlertError;
 use crate::config::notify::TeamsConfig;
-use crate::config::Secret;
 
 const MAX_BODY: usize = 27_000;
 
 /// A configured Teams Workflows webhook.
 pub struct Teams {
-    url: Url,
-    secret: Secret,
+    hook: SecretHook,
 }
 
 impl Teams {
     pub fn new(cfg: &TeamsConfig) -> Result<Teams, AlertError> {
-        let url = check_url("teams", "webhook_url", cfg.webhook_url.expose())?;
         Ok(Teams {
-            url,
-            secret: cfg.webhook_url.clone(),
+            hook: SecretHook::new("teams", "webhook_url", &cfg.webhook_url)?,
         })
     }
 }
@@ -47,19 +42,17 @@ impl Sink for Teams {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = content::fit(batch, MAX_BODY, render)?;
-        Ok(http
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .body(body))
+        Ok(self
+            .hook
+            .post_json(http, content::fit(batch, MAX_BODY, render)?))
     }
 
     fn target(&self) -> String {
-        origin(&self.url)
+        self.hook.target()
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![self.secret.expose().to_string()]
+        self.hook.secrets()
     }
 }
 
