@@ -61,6 +61,17 @@ fn describe(e: &sqlx::Error) -> String {
     }
 }
 
+/// Append `path IN (?, ?, ...)` binding each path's bytes (the one way paths are listed in SQL).
+fn push_path_list<P: AsRef<Path>>(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, paths: &[P]) {
+    use std::os::unix::ffi::OsStrExt;
+    q.push("path IN (");
+    let mut sep = q.separated(", ");
+    for p in paths {
+        sep.push_bind(p.as_ref().as_os_str().as_bytes());
+    }
+    q.push(")");
+}
+
 /// Connections per process. A full scan holds two readers (baseline files and directories)
 /// for its whole length while it commits and reads old texts, and the daemon's outbox worker
 /// needs one too: 8 leaves room, so nobody waits for a connection during a long rescan.

@@ -125,12 +125,8 @@ impl Store {
         let mut map = HashMap::new();
         for chunk in paths.chunks(30_000) {
             let mut q = QueryBuilder::<Sqlite>::new(BASELINE_SELECT);
-            q.push(" WHERE path IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.as_os_str().as_bytes());
-            }
-            q.push(")");
+            q.push(" WHERE ");
+            super::push_path_list(&mut q, chunk);
             for row in q
                 .build()
                 .fetch_all(&self.pool)
@@ -170,13 +166,8 @@ impl Store {
     ) -> Result<HashMap<PathBuf, Vec<u8>>, StoreError> {
         let mut map = HashMap::new();
         for chunk in paths.chunks(30_000) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("SELECT path, data FROM contents WHERE path IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(p.as_os_str().as_bytes());
-            }
-            q.push(")");
+            let mut q = QueryBuilder::<Sqlite>::new("SELECT path, data FROM contents WHERE ");
+            super::push_path_list(&mut q, chunk);
             for row in q
                 .build()
                 .fetch_all(&self.pool)

@@ -75,23 +75,14 @@ impl Store {
     ) -> Result<(), sqlx::Error> {
         for chunk in batch.deletes.chunks(MAX_VARS / 2) {
             for table in ["baseline", "contents"] {
-                let mut q =
-                    QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE path IN ("));
-                let mut sep = q.separated(", ");
-                for p in chunk {
-                    sep.push_bind(bytes(p));
-                }
-                q.push(")");
+                let mut q = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE "));
+                super::push_path_list(&mut q, chunk);
                 q.build().execute(&mut **tx).await?;
             }
         }
         for chunk in batch.text_deletes.chunks(MAX_VARS) {
-            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM contents WHERE path IN (");
-            let mut sep = q.separated(", ");
-            for p in chunk {
-                sep.push_bind(bytes(p));
-            }
-            q.push(")");
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM contents WHERE ");
+            super::push_path_list(&mut q, chunk);
             q.build().execute(&mut **tx).await?;
         }
         for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
