@@ -17,7 +17,7 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
         return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
     }
     store.clear_baseline().await?;
-    let bulk = store.begin_bulk().await;
+    store.begin_bulk().await?;
     let started = Instant::now();
     let bar = progress_bar();
     let pipeline = ctx.pipeline(store.clone(), true)?;
@@ -26,9 +26,7 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
         .await;
     bar.finish_and_clear();
     let report = report?;
-    if bulk {
-        store.end_bulk().await?;
-    }
+    store.end_bulk().await?;
     store.close().await;
     tracing::debug!(
         entries = report.entries,

@@ -1,7 +1,8 @@
 //! The SQLite store (sqlx): opening (0600 file in a 0700 directory, WAL, embedded migrations),
 //! the baseline, text contents for diffs, the event history, the outbox and meta facts.
 //! Every write goes through [`Store::commit`]: one `BEGIN IMMEDIATE` transaction holding a
-//! batch's baseline rows, contents, events and outbox rows together. Paths are BLOB bytes.
+//! batch's baseline rows, contents, events and outbox rows together (during `init`, the one
+//! transaction of the whole load). Paths are BLOB bytes.
 
 mod events;
 mod read;
@@ -12,10 +13,12 @@ pub use read::{EventFilter, Status};
 pub use write::Batch;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqlitePool};
+use sqlx::{ConnectOptions, Sqlite, SqlitePool, Transaction};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
 
 /// A database problem, always naming the database file.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,31 @@ const POOL_SIZE: u32 = 8;
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    /// The open transaction of a bulk load (see [`Store::begin_bulk`]): batches are written
+    /// into it and committed once, by [`Store::end_bulk`].
+    bulk: Arc<Mutex<Option<Bulk>>>,
+}
+
+/// A bulk load in progress.
+#[derive(Debug)]
+struct Bulk {
+    tx: Transaction<'static, Sqlite>,
+    /// The database file, to start writing its dirty pages to disk after each batch (see
+    /// [`start_writeback`]); `None` if it could not be opened (then the commit does it all).
+    file: Option<std::fs::File>,
+}
+
+/// Ask the kernel to start writing the file's dirty pages now, without waiting. A bulk load
+/// commits once: without this, the commit's fsync would wait for the whole database (520 MB
+/// at 100k files, 0.15 s) at the end instead of the disk writing it while the scan goes on.
+fn start_writeback(file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc != 0 {
+        // Only a hint: the commit's fsync still makes the data durable.
+        tracing::debug!(error = %std::io::Error::last_os_error(), "sync_file_range failed");
+    }
 }
 
 impl Store {
@@ -175,22 +203,43 @@ impl Store {
         Ok(Store {
             pool,
             path: path.to_path_buf(),
+            bulk: Arc::default(),
         })
     }
 
-    /// Before a bulk load: leave WAL for a rollback journal, which writes new pages once
-    /// instead of twice (WAL, then checkpoint): init at 100k files 2.1 s -> 1.8 s. Only
-    /// possible when no other process has the database open; otherwise WAL stays (false).
-    /// A load killed half way is rolled back from the journal, like any transaction.
-    pub async fn begin_bulk(&self) -> bool {
+    /// Start a bulk load (`init`, on a store from [`Store::open_bulk`]): every batch until
+    /// [`Store::end_bulk`] goes into one transaction.
+    ///
+    /// One transaction instead of one per batch: 28 fsyncs instead of 326 (six per batch), and
+    /// with [`start_writeback`] init at 100k files takes 1.36 s instead of 1.47 s (medians of
+    /// nine alternating runs); without it the final fsync alone waits 0.15 s. The new
+    /// baseline appears all at once; a load killed half way leaves none (rolled back from the
+    /// journal at the next open). The journal is a rollback journal rather than WAL when
+    /// possible, which writes the new pages once instead of twice (WAL, then checkpoint):
+    /// 2.1 s -> 1.8 s. That needs no other process to have the database open; otherwise WAL
+    /// stays.
+    pub async fn begin_bulk(&self) -> Result<(), StoreError> {
         let mode: Result<String, _> = sqlx::query_scalar("PRAGMA journal_mode = DELETE")
             .fetch_one(&self.pool)
             .await;
-        matches!(mode.as_deref(), Ok("delete"))
+        if !matches!(mode.as_deref(), Ok("delete")) {
+            tracing::debug!("bulk load in WAL mode: the database is open elsewhere");
+        }
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.sql(e))?;
+        let file = std::fs::File::open(&self.path).ok();
+        *self.bulk.lock().await = Some(Bulk { tx, file });
+        Ok(())
     }
 
-    /// After a bulk load: back to WAL (readers never block the daemon's writes).
+    /// Commit the bulk load, then return to WAL (readers never block the daemon's writes).
     pub async fn end_bulk(&self) -> Result<(), StoreError> {
+        if let Some(bulk) = self.bulk.lock().await.take() {
+            bulk.tx.commit().await.map_err(|e| self.sql(e))?;
+        }
         sqlx::query_scalar::<_, String>("PRAGMA journal_mode = WAL")
             .fetch_one(&self.pool)
             .await

@@ -50,10 +50,20 @@ fn bytes(p: &std::path::Path) -> &[u8] {
 
 impl Store {
     /// Commit a batch in one `BEGIN IMMEDIATE` transaction: baseline rows, contents, events
-    /// (ids assigned here, returned in order) and one outbox row per event and sink.
+    /// (ids assigned here, returned in order) and one outbox row per event and sink. During a
+    /// bulk load the batch is written into the bulk transaction instead.
     pub async fn commit(&self, mut batch: Batch, sinks: &[&str]) -> Result<Vec<Event>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(bulk) = self.bulk.lock().await.as_mut() {
+            self.write_batch(&mut bulk.tx, &mut batch, sinks)
+                .await
+                .map_err(|e| self.sql(e))?;
+            if let Some(file) = &bulk.file {
+                super::start_writeback(file);
+            }
+            return Ok(batch.events);
         }
         let mut tx = self
             .pool
