@@ -2,7 +2,7 @@
 //! variables per statement, and per-statement round trips dominate through sqlx).
 
 use sqlx::{QueryBuilder, Sqlite, Transaction};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::{Store, StoreError};
@@ -119,24 +119,23 @@ impl Store {
             });
             q.build().execute(&mut **tx).await?;
         }
-        // Contents: bounded by bytes as well as rows, so a statement stays small.
-        let mut start = 0;
-        while start < batch.text_puts.len() {
-            let mut end = start;
-            let mut size = 0usize;
-            while end < batch.text_puts.len()
-                && (end == start || (size < 16 << 20 && end - start < MAX_VARS / 2))
+        // Contents: bounded by bytes as well as rows, so a statement stays small. The buffers
+        // are moved into the statement: binding a slice would copy each one first (sqlx).
+        let mut puts = std::mem::take(&mut batch.text_puts).into_iter().peekable();
+        while puts.peek().is_some() {
+            let (mut rows, mut size) = (Vec::new(), 0usize);
+            while let Some(row) =
+                puts.next_if(|_| rows.is_empty() || (size < 16 << 20 && rows.len() < MAX_VARS / 2))
             {
-                size += batch.text_puts[end].1.len();
-                end += 1;
+                size += row.1.len();
+                rows.push(row);
             }
             let mut q =
                 QueryBuilder::<Sqlite>::new("INSERT OR REPLACE INTO contents (path, data) ");
-            q.push_values(&batch.text_puts[start..end], |mut b, (p, data)| {
-                b.push_bind(bytes(p)).push_bind(data.as_slice());
+            q.push_values(rows, |mut b, (p, data)| {
+                b.push_bind(p.into_os_string().into_vec()).push_bind(data);
             });
             q.build().execute(&mut **tx).await?;
-            start = end;
         }
         if !batch.events.is_empty() {
             self.insert_events(tx, &mut batch.events, sinks).await?;
