@@ -71,7 +71,7 @@ pub async fn enqueue(
         q.push_values(chunk, |mut b, (event_id, sink)| {
             b.push_bind(*event_id).push_bind(*sink).push_bind(now_ns);
         });
-        q.build().execute(&mut **tx).await?;
+        q.build().persistent(false).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -162,7 +162,7 @@ pub async fn record(
             sep.push_bind(*id);
         }
         q.push(")");
-        q.build().execute(&mut *tx).await?;
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
     if let Resolution::Retry { delay: d, error } | Resolution::Pause { for_: d, error } = resolution
     {

@@ -42,7 +42,7 @@ pub async fn load_events(
             sep.push_bind(*id);
         }
         q.push(") ORDER BY id");
-        for row in q.build().fetch_all(pool).await? {
+        for row in q.build().persistent(false).fetch_all(pool).await? {
             out.push(event_from_row(&row)?);
         }
     }

@@ -87,13 +87,13 @@ impl Store {
             for table in ["baseline", "contents"] {
                 let mut q = QueryBuilder::<Sqlite>::new(format!("DELETE FROM {table} WHERE "));
                 super::push_path_list(&mut q, chunk);
-                q.build().execute(&mut **tx).await?;
+                q.build().persistent(false).execute(&mut **tx).await?;
             }
         }
         for chunk in batch.text_deletes.chunks(MAX_VARS) {
             let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM contents WHERE ");
             super::push_path_list(&mut q, chunk);
-            q.build().execute(&mut **tx).await?;
+            q.build().persistent(false).execute(&mut **tx).await?;
         }
         for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -117,7 +117,7 @@ impl Store {
                     .push_bind(r.sensitive)
                     .push_bind(r.hashed_at_ns);
             });
-            q.build().execute(&mut **tx).await?;
+            q.build().persistent(false).execute(&mut **tx).await?;
         }
         // Contents: bounded by bytes as well as rows, so a statement stays small. The buffers
         // are moved into the statement: binding a slice would copy each one first (sqlx).
@@ -135,7 +135,7 @@ impl Store {
             q.push_values(rows, |mut b, (p, data)| {
                 b.push_bind(p.into_os_string().into_vec()).push_bind(data);
             });
-            q.build().execute(&mut **tx).await?;
+            q.build().persistent(false).execute(&mut **tx).await?;
         }
         if !batch.events.is_empty() {
             self.insert_events(tx, &mut batch.events, sinks).await?;
@@ -181,7 +181,7 @@ impl Store {
                     .push_bind(e.sensitive)
                     .push_bind(e.diff.as_deref());
             });
-            q.build().execute(&mut **tx).await?;
+            q.build().persistent(false).execute(&mut **tx).await?;
         }
         let ids: Vec<i64> = events.iter().filter_map(|e| e.id).collect();
         crate::alert::outbox::enqueue(tx, &ids, sinks, now_ns()).await?;
