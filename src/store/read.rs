@@ -46,6 +46,17 @@ pub struct Status {
     pub daemon: std::collections::BTreeMap<String, String>,
 }
 
+/// The query of [`Store::stream_rows`]. Both orders come from an index, never a sort (a sort
+/// holds every row in memory): the primary key, and for directories the index
+/// `baseline_dirs_walk_order` (migration 0003).
+fn stream_sql(dirs: bool) -> String {
+    if dirs {
+        format!("{BASELINE_SELECT} WHERE kind = 'dir' ORDER BY path || X'2F'")
+    } else {
+        format!("{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path")
+    }
+}
+
 impl Store {
     fn recorded_from_row(&self, row: &SqliteRow) -> Result<(PathBuf, Recorded), StoreError> {
         let get = |e: sqlx::Error| self.corrupt(e.to_string());
@@ -92,12 +103,7 @@ impl Store {
         tx: tokio::sync::mpsc::Sender<Vec<(PathBuf, Recorded)>>,
     ) -> Result<(), StoreError> {
         const ROWS: usize = 1024;
-        let sql = if dirs {
-            format!("{BASELINE_SELECT} WHERE kind = 'dir' ORDER BY path || X'2F'")
-        } else {
-            format!("{BASELINE_SELECT} WHERE kind != 'dir' ORDER BY path")
-        };
-        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(stream_sql(dirs))).fetch(&self.pool);
         let mut chunk = Vec::with_capacity(ROWS);
         while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
             chunk.push(self.recorded_from_row(&row)?);
@@ -129,6 +135,7 @@ impl Store {
             super::push_path_list(&mut q, chunk);
             for row in q
                 .build()
+                .persistent(false)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.sql(e))?
@@ -170,6 +177,7 @@ impl Store {
             super::push_path_list(&mut q, chunk);
             for row in q
                 .build()
+                .persistent(false)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.sql(e))?
@@ -262,5 +270,36 @@ impl Store {
                 .map(|(k, v)| (k.trim_start_matches("daemon.").to_string(), v))
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Full scans must stream the baseline: no query plan step may sort it.
+    #[tokio::test]
+    async fn streams_are_served_by_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("fimd.db"))
+            .await
+            .expect("open");
+        for dirs in [false, true] {
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN QUERY PLAN {}",
+                stream_sql(dirs)
+            )))
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("plan: {e}"))
+            .iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect();
+            assert!(!plan.is_empty());
+            assert!(
+                plan.iter().all(|step| !step.contains("TEMP B-TREE")),
+                "dirs={dirs}: {plan:?}"
+            );
+        }
     }
 }
