@@ -3,6 +3,8 @@
 
 #[path = "alerts/common.rs"]
 mod common;
+#[path = "alerts/dedup.rs"]
+mod dedup;
 #[path = "alerts/delivery.rs"]
 mod delivery;
 #[path = "alerts/mock.rs"]

@@ -131,6 +131,20 @@ pub fn shown_path(event: &Event) -> String {
     escape_bytes(event.path_buf().as_os_str().as_bytes())
 }
 
+/// A key naming this batch across retries: its oldest event on this host (a retry covers at
+/// least the rows it covered before, and ids only grow). 12 hex digits, usable as a Jira
+/// label. `None` for a test alert.
+pub fn batch_key(batch: &Batch) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let first = batch
+        .events
+        .first()
+        .and_then(|e| e.id)
+        .filter(|_| !batch.test)?;
+    let digest = Sha256::digest(format!("{}\n{first}", batch.host).as_bytes());
+    Some(hex::encode(digest)[..12].to_string())
+}
+
 /// One line naming the batch: the change itself, or the digest count.
 pub fn title(batch: &Batch) -> String {
     if batch.test {

@@ -4,8 +4,12 @@
 //! plain-text description. One issue per batch (a digest); success is 201 with the issue key,
 //! stored as the outbox `remote_id`.
 //!
-//! Summary ≤ 255 chars, description ≤ 30 KB. Never shows the token. Does not yet search
-//! before create, so a POST that timed out after Jira created the issue can duplicate it.
+//! Summary ≤ 255 chars, description ≤ 30 KB. Never shows the token.
+//!
+//! Search before create: each issue carries the label `fimd-<batch key>`; when its rows were
+//! sent before, the worker first searches for an open issue with that label
+//! (`POST /rest/api/3/search/jql`, Data Center `/rest/api/2/search`) and, if one exists,
+//! comments on it (`POST .../issue/{key}/comment`) instead of creating a duplicate.
 
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
@@ -22,6 +26,8 @@ const MAX_BODY: usize = 30_000;
 /// A configured Jira project.
 pub struct Jira {
     endpoint: Url,
+    /// `{url}/rest/api/{2|3}`, for the search and comments.
+    api: String,
     user: String,
     token: Secret,
     project: String,
@@ -42,17 +48,15 @@ impl Jira {
             return Err(bad("project_key is empty"));
         }
         let version = if cfg.user.is_empty() { 2 } else { 3 };
-        let endpoint = format!(
-            "{}/rest/api/{version}/issue",
-            base.as_str().trim_end_matches('/')
-        );
-        let endpoint = check_url("jira", "url", &endpoint)?;
+        let api = format!("{}/rest/api/{version}", base.as_str().trim_end_matches('/'));
+        let endpoint = check_url("jira", "url", &format!("{api}/issue"))?;
         let issue_type = match cfg.issue_type.trim() {
             "" => "Task".to_string(),
             t => t.to_string(),
         };
         Ok(Jira {
             endpoint,
+            api,
             user: cfg.user.clone(),
             token: cfg.api_token.clone(),
             project: cfg.project_key.trim().to_string(),
@@ -64,12 +68,17 @@ impl Jira {
         !self.user.is_empty()
     }
 
-    fn render(&self, batch: &Batch) -> Result<Vec<u8>, AlertError> {
-        let description = if self.cloud() {
+    /// The description or comment body: ADF (Cloud) or plain text (Data Center).
+    fn text(&self, batch: &Batch) -> Value {
+        if self.cloud() {
             adf(batch)
         } else {
             Value::String(plain(batch))
-        };
+        }
+    }
+
+    fn render(&self, batch: &Batch) -> Result<Vec<u8>, AlertError> {
+        let description = self.text(batch);
         let mut labels = vec!["fimd".to_string()];
         labels.push(
             if batch.high > 0 {
@@ -82,6 +91,7 @@ impl Jira {
         if batch.test {
             labels.push("fimd-test".to_string());
         }
+        labels.extend(content::batch_key(batch).map(|k| format!("fimd-{k}")));
         let body = json!({"fields": {
             "project": {"key": self.project},
             "issuetype": {"name": self.issue_type},
@@ -89,11 +99,46 @@ impl Jira {
             "labels": labels,
             "description": description,
         }});
-        serde_json::to_vec(&body).map_err(|e| AlertError::Build {
-            sink: "jira",
-            message: e.to_string(),
-        })
+        to_json(&body)
     }
+
+    fn post(&self, http: &Client, url: String, body: Vec<u8>) -> RequestBuilder {
+        let req = http
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json")
+            .body(body);
+        if self.cloud() {
+            req.basic_auth(&self.user, Some(self.token.expose()))
+        } else {
+            req.bearer_auth(self.token.expose())
+        }
+    }
+}
+
+fn to_json(v: &Value) -> Result<Vec<u8>, AlertError> {
+    serde_json::to_vec(v).map_err(|e| AlertError::Build {
+        sink: "jira",
+        message: e.to_string(),
+    })
+}
+
+/// A JQL string literal.
+fn jql_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// An issue key as Jira makes them (`SEC-24`): safe to put in a URL path.
+fn is_issue_key(key: &str) -> bool {
+    let Some((project, number)) = key.rsplit_once('-') else {
+        return false;
+    };
+    project.starts_with(|c: char| c.is_ascii_alphabetic())
+        && project
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit())
 }
 
 impl Sink for Jira {
@@ -111,16 +156,36 @@ impl Sink for Jira {
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
         let body = content::fit(batch, MAX_BODY, |b| self.render(b))?;
-        let req = http
-            .post(self.endpoint.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(body);
-        Ok(if self.cloud() {
-            req.basic_auth(&self.user, Some(self.token.expose()))
-        } else {
-            req.bearer_auth(self.token.expose())
-        })
+        Ok(self.post(http, self.endpoint.to_string(), body))
+    }
+
+    fn lookup(&self, http: &Client, batch: &Batch) -> Option<Result<RequestBuilder, AlertError>> {
+        let key = content::batch_key(batch)?;
+        let jql = format!(
+            "project = {} AND labels = {} AND statusCategory != Done ORDER BY created DESC",
+            jql_string(&self.project),
+            jql_string(&format!("fimd-{key}"))
+        );
+        let path = if self.cloud() { "search/jql" } else { "search" };
+        let body = json!({"jql": jql, "fields": ["key"], "maxResults": 1});
+        Some(to_json(&body).map(|b| self.post(http, format!("{}/{path}", self.api), b)))
+    }
+
+    fn found(&self, body: &[u8]) -> Option<String> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let key = v["issues"][0]["key"].as_str()?;
+        is_issue_key(key).then(|| key.to_string())
+    }
+
+    fn update(
+        &self,
+        http: &Client,
+        batch: &Batch,
+        existing: &str,
+    ) -> Result<RequestBuilder, AlertError> {
+        let body = content::fit(batch, MAX_BODY, |b| to_json(&json!({"body": self.text(b)})))?;
+        let url = format!("{}/issue/{existing}/comment", self.api);
+        Ok(self.post(http, url, body))
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {

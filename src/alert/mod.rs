@@ -45,8 +45,13 @@
 //! - 400/413/422 park the rows (no "shrink once and retry"); every body is already fitted
 //!   under the vendor's documented size. 3xx parks too (redirects are never followed).
 //! - 429 without `Retry-After` pauses the sink 60 s; `Retry-After` is capped at 15 min.
-//! - Jira and ServiceNow do not search before create: a POST that timed out after the vendor
-//!   created the ticket is retried and can duplicate it (at-least-once).
+//! - Jira and ServiceNow search before create, but only on a retry (rows with `attempts > 0`):
+//!   a first delivery costs one request. Jira issues carry the label `fimd-<12 hex>` (the
+//!   host and the batch's oldest event id, stable across retries); ServiceNow searches its
+//!   `correlation_id` among active records. Found: a comment / work note on it; the search
+//!   failing: the rows are retried, nothing is created. A retry whose batch grew from one
+//!   event to several uses ServiceNow's digest key and can still create a second record;
+//!   search results lag (Jira's are eventually consistent), so at-least-once remains.
 //! - Severity is `high` or `medium` only ([`content::severity`]).
 //!
 //! Never logs, stores or returns a secret: sinks hold them in [`Secret`]s, transport errors go

@@ -3,8 +3,12 @@
 //! it (on-prem, proxy, test server). One record per batch; success is 201 with
 //! `result.number`, stored as the outbox `remote_id`.
 //!
-//! `short_description` ≤ 160 chars, `description` ≤ 4,000. Never shows the password. Does not
-//! yet search by `correlation_id` before create (a timed-out POST may duplicate a record).
+//! `short_description` ≤ 160 chars, `description` ≤ 4,000. Never shows the password.
+//!
+//! Search before create: when a batch's rows were sent before, the worker first looks for an
+//! active record with the batch's `correlation_id` (`GET {table}?sysparm_query=...`) and, if
+//! one exists, adds the batch as a work note (`PATCH {table}/{sys_id}`) instead of creating a
+//! duplicate.
 
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
@@ -16,9 +20,17 @@ use super::AlertError;
 use crate::config::notify::ServiceNowConfig;
 use crate::config::Secret;
 
+/// Asked of every create and update: the record's sys_id and number, no reference links.
+const ANSWER_FIELDS: &[(&str, &str)] = &[
+    ("sysparm_fields", "sys_id,number"),
+    ("sysparm_exclude_reference_link", "true"),
+];
+
 /// A configured ServiceNow table.
 pub struct ServiceNow {
-    endpoint: Url,
+    /// `{base}/api/now/table/{table}`: created records are POSTed here, found ones PATCHed
+    /// below it.
+    table: Url,
     user: String,
     password: Secret,
 }
@@ -54,16 +66,43 @@ impl ServiceNow {
         if cfg.user.is_empty() || cfg.password.is_empty() {
             return Err(bad("user and password must both be set"));
         }
-        let endpoint = format!(
-            "{}/api/now/table/{table}?sysparm_fields=sys_id,number&sysparm_exclude_reference_link=true",
+        let table = format!(
+            "{}/api/now/table/{table}",
             base.as_str().trim_end_matches('/')
         );
         Ok(ServiceNow {
-            endpoint: check_url("servicenow", "url", &endpoint)?,
+            table: check_url("servicenow", "url", &table)?,
             user: cfg.user.clone(),
             password: cfg.password.clone(),
         })
     }
+}
+
+impl ServiceNow {
+    fn authed(&self, req: RequestBuilder) -> RequestBuilder {
+        req.header(ACCEPT, "application/json")
+            .basic_auth(&self.user, Some(self.password.expose()))
+    }
+
+    /// A create or update: JSON body, the record's number and sys_id in the answer.
+    fn call(&self, req: RequestBuilder, body: Vec<u8>) -> RequestBuilder {
+        self.authed(req)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+    }
+}
+
+/// `url` with these query parameters (encoded).
+fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
+    url.query_pairs_mut().extend_pairs(pairs);
+    url
+}
+
+fn to_json(v: &Value) -> Result<Vec<u8>, AlertError> {
+    serde_json::to_vec(v).map_err(|e| AlertError::Build {
+        sink: "servicenow",
+        message: e.to_string(),
+    })
 }
 
 impl Sink for ServiceNow {
@@ -80,16 +119,53 @@ impl Sink for ServiceNow {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = serde_json::to_vec(&render(batch)).map_err(|e| AlertError::Build {
-            sink: "servicenow",
-            message: e.to_string(),
-        })?;
-        Ok(http
-            .post(self.endpoint.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .basic_auth(&self.user, Some(self.password.expose()))
-            .body(body))
+        let body = to_json(&render(batch))?;
+        Ok(self.call(
+            http.post(with_query(self.table.clone(), ANSWER_FIELDS)),
+            body,
+        ))
+    }
+
+    fn lookup(&self, http: &Client, batch: &Batch) -> Option<Result<RequestBuilder, AlertError>> {
+        if batch.test {
+            return None;
+        }
+        let query = format!("correlation_id={}^active=true", correlation_id(batch));
+        let url = with_query(
+            self.table.clone(),
+            &[
+                ("sysparm_query", query.as_str()),
+                ("sysparm_fields", "sys_id,number"),
+                ("sysparm_limit", "1"),
+            ],
+        );
+        Some(Ok(self.authed(http.get(url))))
+    }
+
+    fn found(&self, body: &[u8]) -> Option<String> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        let sys_id = v["result"][0]["sys_id"].as_str()?;
+        // A sys_id is 32 hex digits; anything else is not put in a URL.
+        (sys_id.len() == 32 && sys_id.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| sys_id.to_string())
+    }
+
+    fn update(
+        &self,
+        http: &Client,
+        batch: &Batch,
+        existing: &str,
+    ) -> Result<RequestBuilder, AlertError> {
+        let mut url = self.table.clone();
+        url.path_segments_mut()
+            .map_err(|()| AlertError::Build {
+                sink: "servicenow",
+                message: "the url cannot have a path".to_string(),
+            })?
+            .push(existing);
+        let body =
+            to_json(&json!({"work_notes": cut(&description(batch), 4_000, "\n… (truncated)")}))?;
+        Ok(self.call(http.patch(with_query(url, ANSWER_FIELDS)), body))
     }
 
     fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Outcome {
@@ -104,7 +180,7 @@ impl Sink for ServiceNow {
     }
 
     fn target(&self) -> String {
-        origin(&self.endpoint)
+        origin(&self.table)
     }
 
     fn secrets(&self) -> Vec<String> {
@@ -112,7 +188,7 @@ impl Sink for ServiceNow {
     }
 }
 
-fn render(batch: &Batch) -> Value {
+fn description(batch: &Batch) -> String {
     let mut description = format!("Host: {}\n", batch.host);
     for ev in &batch.events {
         description.push('\n');
@@ -125,12 +201,13 @@ fn render(batch: &Batch) -> Value {
     if let Some(more) = content::omitted_line(batch) {
         description.push_str(&format!("\n{more}\n"));
     }
-    let (urgency, impact) = if batch.high > 0 {
-        ("1", "2")
-    } else {
-        ("3", "3")
-    };
-    let key = match (batch.total, batch.events.first()) {
+    description
+}
+
+/// One path's changes share a key (an open record collects them); a digest is keyed by its
+/// oldest event.
+fn correlation_id(batch: &Batch) -> String {
+    match (batch.total, batch.events.first()) {
         (1, Some(ev)) => {
             use sha2::{Digest, Sha256};
             let digest = Sha256::digest(content::shown_path(ev).as_bytes());
@@ -141,11 +218,19 @@ fn render(batch: &Batch) -> Value {
             batch.host,
             first.and_then(|e| e.id).unwrap_or_default()
         ),
+    }
+}
+
+fn render(batch: &Batch) -> Value {
+    let (urgency, impact) = if batch.high > 0 {
+        ("1", "2")
+    } else {
+        ("3", "3")
     };
     json!({
         "short_description": cut(&content::title(batch), 160, "…"),
-        "description": cut(&description, 4_000, "\n… (truncated)"),
+        "description": cut(&description(batch), 4_000, "\n… (truncated)"),
         "urgency": urgency, "impact": impact,
-        "correlation_id": key, "correlation_display": "fimd",
+        "correlation_id": correlation_id(batch), "correlation_display": "fimd",
     })
 }

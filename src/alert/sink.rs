@@ -87,6 +87,32 @@ pub trait Sink: Send + Sync {
         http_outcome(status, headers)
     }
 
+    /// Search before create (ServiceNow, Jira; notifications.md §0): when the rows were sent
+    /// before, that request may have created the ticket although no answer came back. This is
+    /// the search for it; `None` (the default) when the sink has no such search.
+    fn lookup(&self, _http: &Client, _batch: &Batch) -> Option<Result<RequestBuilder, AlertError>> {
+        None
+    }
+
+    /// The ticket a successful [`Sink::lookup`] answer names (an id safe to put in a URL).
+    fn found(&self, _body: &[u8]) -> Option<String> {
+        None
+    }
+
+    /// The request adding `batch` to the `existing` ticket (a comment, a work note) instead of
+    /// creating another one.
+    fn update(
+        &self,
+        _http: &Client,
+        _batch: &Batch,
+        _existing: &str,
+    ) -> Result<RequestBuilder, AlertError> {
+        Err(AlertError::Build {
+            sink: self.name(),
+            message: "this sink cannot update an existing ticket".to_string(),
+        })
+    }
+
     /// `scheme://host[:port]` of the target: safe to print.
     fn target(&self) -> String;
 

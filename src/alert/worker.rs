@@ -7,17 +7,19 @@
 //! built from `reqwest::Error::without_url()`; shutdown cancels only the sleep between passes,
 //! never a send or a transaction.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Client;
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::content::{self, severity, Severity};
 use super::outbox::{self, DueRow, Resolution};
-use super::sink::{excerpt, redact, Batch, Outcome, Sink};
+use super::sink::{excerpt, http_outcome, redact, Batch, Outcome, Sink};
 use super::{AlertError, Sinks};
 use crate::config::NotifyConfig;
 use crate::event::{Event, EventKind, Source};
@@ -106,7 +108,8 @@ async fn deliver(
             continue;
         };
         let batch = build_batch(pool, sinks.host(), &rows, sink, cfg.include_diff).await?;
-        let attempt = send(sinks.http(), sink, &batch).await;
+        let sent_before = rows.iter().any(|r| r.attempts > 0);
+        let attempt = send(sinks.http(), sink, &batch, sent_before).await;
         report.requests += 1;
         let resolution = resolve(sink, &attempt, &rows, cfg);
         match &resolution {
@@ -154,40 +157,110 @@ async fn build_batch(
 }
 
 /// Build, send and classify one request. Never returns a secret in `detail`.
-async fn send(http: &Client, sink: &dyn Sink, batch: &Batch) -> Attempt {
+///
+/// For rows sent before (`sent_before`), a sink with a search first looks for the ticket the
+/// earlier request may have created (it can time out after the vendor created it) and adds
+/// the batch to that ticket instead of creating a duplicate. When the search itself fails,
+/// nothing is created: the rows are retried (or parked) like any failed request.
+async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) -> Attempt {
+    if let Some(lookup) = sent_before.then(|| sink.lookup(http, batch)).flatten() {
+        let found = match exchange(sink, lookup).await {
+            Ok(answer) => match http_outcome(answer.status, &answer.headers) {
+                Outcome::Delivered { .. } => sink.found(&answer.body),
+                outcome => return answer.attempt(sink, during_search(outcome)),
+            },
+            Err(failed) => {
+                return Attempt {
+                    outcome: during_search(failed.outcome),
+                    ..failed
+                }
+            }
+        };
+        if let Some(existing) = found {
+            tracing::info!(sink = sink.name(), ticket = %existing,
+                "found the ticket an earlier attempt created; adding to it");
+            return match exchange(sink, sink.update(http, batch, &existing)).await {
+                Ok(answer) => {
+                    let mut outcome = sink.classify(answer.status, &answer.headers, &answer.body);
+                    if let Outcome::Delivered { remote_id } = &mut outcome {
+                        remote_id.get_or_insert(existing);
+                    }
+                    answer.attempt(sink, outcome)
+                }
+                Err(failed) => failed,
+            };
+        }
+    }
+    match exchange(sink, sink.request(http, batch)).await {
+        Ok(answer) => {
+            let outcome = sink.classify(answer.status, &answer.headers, &answer.body);
+            answer.attempt(sink, outcome)
+        }
+        Err(failed) => failed,
+    }
+}
+
+/// A response: status, headers and the body (capped).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The attempt this answer makes, with `outcome`; the body excerpt redacted.
+    fn attempt(&self, sink: &dyn Sink, outcome: Outcome) -> Attempt {
+        Attempt {
+            outcome,
+            status: Some(self.status.as_u16()),
+            detail: redact(&excerpt(&self.body, ANSWER_CHARS), &sink.secrets()),
+        }
+    }
+}
+
+/// Send one request: its answer, or the failed attempt (not built, or no answer).
+async fn exchange(
+    sink: &dyn Sink,
+    request: Result<RequestBuilder, AlertError>,
+) -> Result<Answer, Attempt> {
     let secrets = sink.secrets();
-    let request = match sink.request(http, batch) {
-        Ok(r) => r,
-        Err(e) => {
-            return Attempt {
-                outcome: Outcome::Park {
-                    reason: "request could not be built".into(),
-                },
-                status: None,
-                detail: redact(&e.to_string(), &secrets),
-            }
-        }
-    };
-    let response = match request.send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return Attempt {
-                outcome: Outcome::Retry {
-                    after: None,
-                    reason: "request failed".into(),
-                },
-                status: None,
-                detail: redact(&error_chain(e.without_url()), &secrets),
-            }
-        }
-    };
+    let request = request.map_err(|e| Attempt {
+        outcome: Outcome::Park {
+            reason: "request could not be built".into(),
+        },
+        status: None,
+        detail: redact(&e.to_string(), &secrets),
+    })?;
+    let response = request.send().await.map_err(|e| Attempt {
+        outcome: Outcome::Retry {
+            after: None,
+            reason: "request failed".into(),
+        },
+        status: None,
+        detail: redact(&error_chain(e.without_url()), &secrets),
+    })?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = read_capped(response, 64 * 1024).await;
-    Attempt {
-        outcome: sink.classify(status, &headers, &body),
-        status: Some(status.as_u16()),
-        detail: redact(&excerpt(&body, ANSWER_CHARS), &secrets),
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A failed search's outcome, its reason saying so.
+fn during_search(outcome: Outcome) -> Outcome {
+    let prefix = |r: Cow<'static, str>| Cow::Owned(format!("search for an earlier ticket: {r}"));
+    match outcome {
+        Outcome::Retry { after, reason } => Outcome::Retry {
+            after,
+            reason: prefix(reason),
+        },
+        Outcome::Park { reason } => Outcome::Park {
+            reason: prefix(reason),
+        },
+        other => other,
     }
 }
 
@@ -373,7 +446,7 @@ pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)>
     };
     let mut out = Vec::new();
     for sink in sinks.iter() {
-        let a = send(sinks.http(), sink, &batch).await;
+        let a = send(sinks.http(), sink, &batch, false).await;
         let status = a.status.map(|s| format!("HTTP {s}"));
         let result = match &a.outcome {
             Outcome::Delivered { remote_id } => Ok(match remote_id {

@@ -199,11 +199,10 @@ async fn servicenow_table_api_with_basic_auth_and_correlation_id() {
         (req.method.as_str(), req.path.as_str()),
         ("POST", "/api/now/table/incident")
     );
-    assert!(req
-        .query
-        .as_deref()
-        .unwrap()
-        .contains("sysparm_fields=sys_id,number"));
+    let url = reqwest::Url::parse(&format!("http://x/?{}", req.query.as_deref().unwrap())).unwrap();
+    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["sysparm_fields"], "sys_id,number");
+    assert_eq!(query["sysparm_exclude_reference_link"], "true");
     assert_eq!(
         req.header("authorization"),
         Some(basic("svc_fimd", "SNPASS").as_str())
