@@ -410,3 +410,126 @@ fn a_change_while_stopped_is_reported_as_rescan_on_start() {
         .clone();
     assert!(watches.as_str().and_then(|w| w.parse::<u32>().ok()) >= Some(2));
 }
+
+/// The shell run by `unshare -Ur` to lower the inotify watch limit of its own user namespace
+/// (`/proc/sys/user/max_inotify_watches`; the machine's limit is untouched), then exec fimd.
+const FEW_WATCHES: &str = "echo 8 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"";
+
+/// Can this machine run a process in a user namespace of its own with a lower watch limit?
+/// Set FIMD_REQUIRE_USERNS=1 (CI does) to make "no" a failure instead of a skip.
+fn can_limit_watches() -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args([
+            "-Ur",
+            "sh",
+            "-c",
+            "echo 8 > /proc/sys/user/max_inotify_watches",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("FIMD_REQUIRE_USERNS").is_some() {
+        panic!("FIMD_REQUIRE_USERNS is set but `unshare -Ur` cannot lower the watch limit");
+    }
+    ok
+}
+
+#[test]
+fn out_of_watches_falls_back_to_rescans_with_one_warning() {
+    if !can_limit_watches() {
+        eprintln!("skipped: needs unshare -Ur (user namespaces)");
+        return;
+    }
+    let env = Env::new();
+    // Two trees: `big` (40 directories) cannot get its watches within the limit of 8, `tree`
+    // (one directory) can. `big` sorts first, so it is tried first and must give back the
+    // watches it took, or `tree` would fall back too.
+    let big = env.base().join("big");
+    for i in 0..40 {
+        write(&big.join(format!("d{i}/f.conf")), "x\n");
+    }
+    let a = env.root.join("a.conf");
+    write(&a, "1\n");
+    env.write_config(&format!(
+        "{}{}",
+        env.watch_table(&env.root),
+        env.watch_table(&big)
+    ));
+    let config = std::fs::read_to_string(&env.config).expect("config");
+    std::fs::write(
+        &env.config,
+        config.replace("rescan_interval = \"1h\"", "rescan_interval = \"1s\""),
+    )
+    .expect("config");
+
+    let d = env.start_under(&["unshare", "-Ur", "sh", "-c", FEW_WATCHES]);
+    let big_text = big.to_string_lossy().into_owned();
+    let st = env.wait_status("the fallback published", |s| {
+        s["daemon"]["fallback"].as_str() == Some(big_text.as_str())
+    });
+    assert!(
+        st["daemon"]["watches"]
+            .as_str()
+            .and_then(|w| w.parse::<u32>().ok())
+            <= Some(8),
+        "{st:#}"
+    );
+
+    // The tree that fit is real time; the other is covered by the periodic rescan.
+    write(&a, "2\n");
+    let deep = big.join("d7/f.conf");
+    write(&deep, "changed\n");
+    let (a_text, deep_text) = (a.to_string_lossy(), deep.to_string_lossy());
+    let events = env.wait_events("both changes", |e| {
+        e.iter().any(|e| e["path"] == *a_text) && e.iter().any(|e| e["path"] == *deep_text)
+    });
+    let source_of = |p: &str| {
+        events
+            .iter()
+            .find(|e| e["path"] == *p)
+            .and_then(|e| e["source"].as_str())
+    };
+    assert_eq!(source_of(&a_text), Some("inotify"), "{events:#?}");
+    assert_eq!(source_of(&deep_text), Some("rescan"), "{events:#?}");
+
+    // Several rescans later: still one warning, naming the tree and the sysctl to raise.
+    let warnings: Vec<String> = d
+        .stderr_text()
+        .lines()
+        .filter(|l| l.contains("out of inotify watches"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains(&*big_text), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("fs.inotify.max_user_watches"),
+        "{}",
+        warnings[0]
+    );
+
+    // The limit raised (in fimd's user namespace) and a reload: the tree is watched again.
+    let raised = std::process::Command::new("nsenter")
+        .args(["-U", "-t", &d.pid().to_string(), "sh", "-c"])
+        .arg("echo 100000 > /proc/sys/user/max_inotify_watches")
+        .status()
+        .expect("nsenter");
+    assert!(raised.success());
+    d.signal("HUP");
+    env.wait_status("no fallback after the reload", |s| {
+        s["daemon"]["fallback"] == "none"
+    });
+    let other = big.join("d9/f.conf");
+    write(&other, "live again\n");
+    let other_text = other.to_string_lossy();
+    let events = env.wait_events("the change in the re-watched tree", |e| {
+        e.iter().any(|e| e["path"] == *other_text)
+    });
+    let ev = events.iter().find(|e| e["path"] == *other_text);
+    assert_eq!(
+        ev.map(|e| e["source"].clone()),
+        Some("inotify".into()),
+        "{events:#?}"
+    );
+
+    let (status, _) = d.stop();
+    assert_eq!(status.code(), Some(0));
+}

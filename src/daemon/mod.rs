@@ -361,7 +361,7 @@ impl Daemon {
             let trees: Vec<String> = new.iter().map(|p| display_path(p)).collect();
             tracing::warn!(
                 trees = %trees.join(", "),
-                "out of inotify watches (fs.inotify.max_user_watches): these trees are covered only by the periodic rescan every {}; raise the limit (sysctl fs.inotify.max_user_watches=1048576) and restart fimd",
+                "out of inotify watches (fs.inotify.max_user_watches): these trees are covered only by the periodic rescan every {}; raise the limit (sysctl fs.inotify.max_user_watches=1048576), then reload fimd (systemctl reload fimd) to watch them again",
                 humantime::format_duration(self.cfg.daemon.rescan_interval)
             );
         }

@@ -176,6 +176,21 @@ impl Watches {
         let new: Vec<Spec> = specs.difference(&self.specs).cloned().collect();
         self.specs = specs;
         let mut fell_back = Vec::new();
+        // Trees that ran out of watches get another try (a reload after raising the limit);
+        // all of them when inotify did not say which tree it was.
+        let unknown = self.fallback.remove(Path::new(UNKNOWN_TREE));
+        let retry: Vec<Spec> = self
+            .specs
+            .iter()
+            .filter(|s| self.fallback.remove(&s.path) || unknown)
+            .cloned()
+            .collect();
+        for s in retry {
+            if !s.parent {
+                let _ = self.watcher.unwatch(&s.path);
+            }
+            fell_back.extend(self.install(&s));
+        }
         for s in new {
             fell_back.extend(self.install(&s));
         }
@@ -228,8 +243,8 @@ impl Watches {
                 }
             }
         }
-        if dirs.is_empty() && self.fallback.insert(PathBuf::from("(unknown tree)")) {
-            new.push(PathBuf::from("(unknown tree)"));
+        if dirs.is_empty() && self.fallback.insert(PathBuf::from(UNKNOWN_TREE)) {
+            new.push(PathBuf::from(UNKNOWN_TREE));
         }
         new
     }
@@ -260,6 +275,9 @@ impl Watches {
         match result {
             Ok(()) => None,
             Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                // Give back the watches this tree took before the limit: they cannot make it
+                // real time, and another tree may fit in them.
+                let _ = self.watcher.unwatch(&target);
                 let root = s.path.clone();
                 self.fallback.insert(root.clone()).then_some(root)
             }
@@ -277,6 +295,9 @@ impl Watches {
             .any(|s| s.recursive && dir.starts_with(&s.path))
     }
 }
+
+/// The fallback entry when inotify could not say which directory it failed to watch.
+const UNKNOWN_TREE: &str = "(unknown tree)";
 
 fn current(filter: &RwLock<Arc<Filter>>) -> Arc<Filter> {
     match filter.read() {

@@ -68,7 +68,20 @@ impl Env {
 
     /// `fimd --config <ours>` with a clean environment (no systemd, no sinks).
     pub fn fimd(&self) -> Command {
-        let mut c = Command::new(fimd_bin());
+        self.fimd_under(&[])
+    }
+
+    /// Like [`Env::fimd`], run through `wrapper` (a command that ends by exec'ing the
+    /// arguments it is given, e.g. `unshare -Ur sh -c '...; exec "$0" "$@"'`).
+    pub fn fimd_under(&self, wrapper: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(fimd_bin());
+                c
+            }
+            None => Command::new(fimd_bin()),
+        };
         for var in [
             "INVOCATION_ID",
             "JOURNAL_STREAM",
@@ -102,6 +115,16 @@ impl Env {
 
     /// Start `fimd run` without waiting.
     pub fn spawn(&self, env: &[(&str, &str)]) -> Daemon {
+        self.spawn_under(&[], env)
+    }
+
+    /// Start `fimd run` through `wrapper` (see [`Env::fimd_under`]) and wait for READY=1.
+    pub fn start_under(&self, wrapper: &[&str]) -> Daemon {
+        self.spawn_under(wrapper, &[]).wait_ready()
+    }
+
+    /// Start `fimd run` through `wrapper` (see [`Env::fimd_under`]) without waiting.
+    pub fn spawn_under(&self, wrapper: &[&str], env: &[(&str, &str)]) -> Daemon {
         let n = std::fs::read_dir(self.base())
             .map(|d| d.count())
             .unwrap_or(0);
@@ -112,7 +135,7 @@ impl Env {
             .set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
         let stderr = self.base().join(format!("stderr-{n}.log"));
-        let mut cmd = self.fimd();
+        let mut cmd = self.fimd_under(wrapper);
         cmd.arg("run")
             .env("NOTIFY_SOCKET", &sock)
             .stdin(Stdio::null())
