@@ -74,6 +74,10 @@ const RAW_CAPACITY: usize = 16_384;
 const MAX_PENDING: usize = 65_536;
 /// Paths handed to the worker in one unit of work.
 const BATCH_PATHS: usize = 8_192;
+/// The least time between two full rescans owed to kernel queue overflows. fimd's own reads
+/// queue IN_OPEN events (notify's mask has no way to leave them out), so a rescan can itself
+/// overflow a small queue; without this pause that would be a rescan loop.
+const OVERFLOW_COOLDOWN: Duration = Duration::from_secs(10);
 /// Total time allowed for a clean stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_millis(4_500);
 
@@ -136,6 +140,10 @@ struct Daemon {
     tracker: TaskTracker,
     /// Cancels the current outbox worker (a reload starts a new one with the new sinks).
     alert_token: CancellationToken,
+    /// A full rescan owed to a kernel queue overflow, and when it may start.
+    overflow_due: Option<Instant>,
+    /// When the last rescan owed to an overflow was queued (see [`OVERFLOW_COOLDOWN`]).
+    last_overflow_rescan: Option<Instant>,
 }
 
 /// Run the daemon until `shutdown` completes (or the worker fails).
@@ -178,6 +186,8 @@ pub async fn run(
         wake: Arc::new(tokio::sync::Notify::new()),
         tracker: tracker.clone(),
         alert_token: token.child_token(),
+        overflow_due: None,
+        last_overflow_rescan: None,
     };
     // Watches first: a change during the startup scan is then never missed.
     d.configure_watches().await;
@@ -218,6 +228,11 @@ pub async fn run(
                 if d.ready.paths.len() > MAX_PENDING {
                     d.full_rescan(Reason::QueueFull);
                 }
+            }
+            _ = sleep_until(d.overflow_due.unwrap_or_else(Instant::now)), if d.overflow_due.is_some() => {
+                d.overflow_due = None;
+                d.last_overflow_rescan = Some(Instant::now());
+                d.full_rescan(Reason::KernelOverflow);
             }
             _ = d.rescan.tick() => {
                 d.ready.full.get_or_insert(Reason::Periodic);
@@ -293,6 +308,23 @@ impl Daemon {
             .map_err(|e| DaemonError::Io(format!("cannot start hashing threads: {e}")))
     }
 
+    /// The kernel dropped events: owe one full rescan, at once or at the end of the cooldown
+    /// after the previous one; one warning per owed rescan, however many overflows it covers.
+    fn note_overflow(&mut self) {
+        if self.overflow_due.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let at = self
+            .last_overflow_rescan
+            .map_or(now, |t| (t + OVERFLOW_COOLDOWN).max(now));
+        tracing::warn!(
+            rescan_in = %humantime::format_duration(Duration::from_millis((at - now).as_millis() as u64)),
+            "inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; a full rescan will close the gap"
+        );
+        self.overflow_due = Some(at);
+    }
+
     /// Forget pending paths and queue one full rescan (it covers them).
     fn full_rescan(&mut self, reason: Reason) {
         self.debouncer.clear();
@@ -328,10 +360,7 @@ impl Daemon {
                     self.publish_fallback(fell_back).await;
                 }
             }
-            WatchMsg::Overflow => {
-                tracing::warn!("inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; running a full rescan to close the gap");
-                self.full_rescan(Reason::KernelOverflow);
-            }
+            WatchMsg::Overflow => self.note_overflow(),
             WatchMsg::MaxWatches(dirs) => {
                 let new = match self.watches.lock() {
                     Ok(mut w) => w.note_max_watches(&dirs),

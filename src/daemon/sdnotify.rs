@@ -3,11 +3,63 @@
 //! a no-op. A failed send is logged at debug level only: the service works without systemd.
 
 use sd_notify::NotifyState;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+/// A message for the sender thread: the send itself, and where to say it was done.
+type Job = (Box<dyn FnOnce() + Send>, SyncSender<()>);
+
+/// How long a caller waits for its message to be sent. A datagram send blocks while the
+/// receiver's queue is full (10 datagrams by default): a stalled receiver must never stall
+/// the daemon's loop or its exit (seen: SIGTERM not obeyed after a burst of STATUS lines).
+const SEND_WAIT: Duration = Duration::from_millis(500);
+
+/// Messages are sent in order by one thread; callers wait at most [`SEND_WAIT`]. When the
+/// thread is stuck and its queue full, further messages are dropped (logged at debug).
 fn send(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::debug!(error = %e, "sd_notify failed");
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let text: Vec<String> = states.iter().map(ToString::to_string).collect();
+    let job = move || {
+        let owned: Vec<NotifyState> = text.iter().map(|t| NotifyState::Custom(t)).collect();
+        if let Err(e) = sd_notify::notify(&owned) {
+            tracing::debug!(error = %e, "sd_notify failed");
+        }
+    };
+    let (done_tx, done_rx) = sync_channel(1);
+    let queued = sender()
+        .lock()
+        .map(|tx| tx.try_send((Box::new(job), done_tx)));
+    match queued {
+        Ok(Ok(())) => {
+            if done_rx.recv_timeout(SEND_WAIT).is_err() {
+                tracing::debug!("sd_notify: the receiver is not reading; not waiting");
+            }
+        }
+        _ => tracing::debug!("sd_notify: sender queue full; message dropped"),
+    }
+}
+
+fn sender() -> &'static Mutex<SyncSender<Job>> {
+    static SENDER: OnceLock<Mutex<SyncSender<Job>>> = OnceLock::new();
+    SENDER.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Job>(64);
+        let spawned = std::thread::Builder::new()
+            .name("fimd-sd-notify".into())
+            .spawn(move || run_sender(rx));
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "sd_notify: cannot start the sender thread");
+        }
+        Mutex::new(tx)
+    })
+}
+
+fn run_sender(rx: Receiver<Job>) {
+    for (job, done) in rx {
+        job();
+        let _ = done.try_send(());
     }
 }
 

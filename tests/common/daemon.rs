@@ -340,8 +340,12 @@ impl Daemon {
                 return (status, start.elapsed());
             }
             if start.elapsed() > Duration::from_secs(20) {
+                let threads = thread_states(child.id());
                 let _ = child.kill();
-                panic!("fimd did not exit within 20 s of SIGTERM");
+                panic!(
+                    "fimd did not exit within 20 s of SIGTERM\nthreads:\n{threads}\nstderr:\n{}",
+                    self.stderr_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -354,6 +358,31 @@ impl Daemon {
         }
         s
     }
+}
+
+/// Each thread of `pid`: name, state and the kernel function it waits in (for a hang).
+fn thread_states(pid: u32) -> String {
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return String::new();
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let state = read(t.path().join("status"))
+                .lines()
+                .find(|l| l.starts_with("State:"))
+                .unwrap_or_default()
+                .to_string();
+            format!(
+                "  {} {} wchan={}",
+                read(t.path().join("comm")).trim(),
+                state,
+                read(t.path().join("wchan")).trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Daemon {

@@ -1,0 +1,107 @@
+//! IN_Q_OVERFLOW for real. The kernel sizes an inotify instance's event queue from
+//! `fs.inotify.max_queued_events` when the instance is created, so the daemon is started while
+//! that is lowered to 16 and the value is restored as soon as it is READY: only inotify
+//! instances created in that second get the small queue. This is its own test binary because
+//! cargo runs test binaries one at a time, so no other test's daemon starts in the window.
+//! Needs root; CI sets FIMD_REQUIRE_ROOT=1 so that it cannot skip.
+
+mod common;
+
+use common::Env;
+use std::path::Path;
+
+const QUEUE: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+/// A sysctl set for the life of the guard, restored on drop (also when the test panics).
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> Sysctl {
+        let old = std::fs::read_to_string(path).expect("read sysctl");
+        std::fs::write(path, value).expect("write sysctl");
+        Sysctl { path, old }
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(self.path, self.old.trim()) {
+            eprintln!("could not restore {}: {e}", self.path);
+        }
+    }
+}
+
+fn write(p: &Path, text: &str) {
+    std::fs::write(p, text).expect("write");
+}
+
+#[test]
+fn a_kernel_queue_overflow_is_a_warning_and_a_full_rescan_and_nothing_is_lost() {
+    let writable = rustix::process::geteuid().is_root()
+        && std::fs::OpenOptions::new().write(true).open(QUEUE).is_ok();
+    if !writable {
+        assert!(
+            std::env::var_os("FIMD_REQUIRE_ROOT").is_none(),
+            "FIMD_REQUIRE_ROOT is set but {QUEUE} is not writable"
+        );
+        eprintln!("skipped: needs root to lower {QUEUE}");
+        return;
+    }
+    let env = Env::new();
+    const N: usize = 2000;
+    let files: Vec<_> = (0..N)
+        .map(|i| env.root.join(format!("d{}/f{i}.conf", i % 20)))
+        .collect();
+    for f in &files {
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        write(f, "before\n");
+    }
+    let d = {
+        let _small_queue = Sysctl::set(QUEUE, "16");
+        env.start()
+    };
+
+    // Far more events than 16 queued before the daemon's reader can drain them.
+    for f in &files {
+        write(f, "after\n");
+    }
+    let events = env.wait_events("every change", |e| {
+        let mut p: Vec<&str> = e.iter().filter_map(|e| e["path"].as_str()).collect();
+        p.sort_unstable();
+        p.dedup();
+        p.len() >= N
+    });
+    let stderr = d.stderr_text();
+    assert!(
+        stderr.contains("inotify queue overflowed (IN_Q_OVERFLOW)"),
+        "no overflow seen; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("full rescan done reason=KernelOverflow"),
+        "no full rescan after the overflow; stderr:\n{stderr}"
+    );
+    // fimd's own reads overflow a 16-event queue too: one warning per owed rescan, at most
+    // one such rescan per 10 s, never a rescan loop or a flood of warnings.
+    let warnings = stderr.matches("IN_Q_OVERFLOW").count();
+    assert!(warnings <= 3, "{warnings} overflow warnings:\n{stderr}");
+    // Every file's change recorded (a rescan may also have caught a file between its
+    // truncation and its write: that empty state is a real one, recorded as well).
+    let mut paths: Vec<&str> = events
+        .iter()
+        .inspect(|e| assert_eq!(e["event"], "modified", "{e:#}"))
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), N, "every file");
+    // And the baseline ends equal to the disk: nothing was lost.
+    let (code, out) = env.dry_run();
+    assert_eq!(code, 0, "the baseline matches the disk:\n{out}");
+    let from_rescan = events.iter().filter(|e| e["source"] == "rescan").count();
+    eprintln!("{from_rescan} of {N} changes found by the rescan after the overflow");
+    let (status, _) = d.stop();
+    assert_eq!(status.code(), Some(0));
+}
