@@ -16,7 +16,7 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde_json::{json, Value};
 
 use super::content::{self, cut};
-use super::sink::{check_url, http_outcome, origin, Batch, Limits, Outcome, Sink};
+use super::sink::{check_url, http_outcome, json_body, origin, Batch, Limits, Outcome, Sink};
 use super::AlertError;
 use crate::config::notify::JiraConfig;
 use crate::config::Secret;
@@ -99,7 +99,7 @@ impl Jira {
             "labels": labels,
             "description": description,
         }});
-        to_json(&body)
+        json_body("jira", &body)
     }
 
     fn post(&self, http: &Client, url: String, body: Vec<u8>) -> RequestBuilder {
@@ -114,13 +114,6 @@ impl Jira {
             req.bearer_auth(self.token.expose())
         }
     }
-}
-
-fn to_json(v: &Value) -> Result<Vec<u8>, AlertError> {
-    serde_json::to_vec(v).map_err(|e| AlertError::Build {
-        sink: "jira",
-        message: e.to_string(),
-    })
 }
 
 /// A JQL string literal.
@@ -168,7 +161,7 @@ impl Sink for Jira {
         );
         let path = if self.cloud() { "search/jql" } else { "search" };
         let body = json!({"jql": jql, "fields": ["key"], "maxResults": 1});
-        Some(to_json(&body).map(|b| self.post(http, format!("{}/{path}", self.api), b)))
+        Some(json_body("jira", &body).map(|b| self.post(http, format!("{}/{path}", self.api), b)))
     }
 
     fn found(&self, body: &[u8]) -> Option<String> {
@@ -183,7 +176,9 @@ impl Sink for Jira {
         batch: &Batch,
         existing: &str,
     ) -> Result<RequestBuilder, AlertError> {
-        let body = content::fit(batch, MAX_BODY, |b| to_json(&json!({"body": self.text(b)})))?;
+        let body = content::fit(batch, MAX_BODY, |b| {
+            json_body("jira", &json!({"body": self.text(b)}))
+        })?;
         let url = format!("{}/issue/{existing}/comment", self.api);
         Ok(self.post(http, url, body))
     }

@@ -11,7 +11,7 @@ use reqwest::{Client, RequestBuilder, Url};
 use serde_json::{json, Value};
 
 use super::content::{self, severity, Severity};
-use super::sink::{check_url, origin, Batch, Limits, Sink};
+use super::sink::{check_url, json_body, origin, Batch, Limits, Sink};
 use super::AlertError;
 use crate::config::notify::Rapid7Config;
 use crate::config::Secret;
@@ -127,8 +127,5 @@ fn render(batch: &Batch) -> Result<Vec<u8>, AlertError> {
         "path": first.map(content::shown_path), "kind": first.map(|e| e.event.as_str()),
         "events": events,
     });
-    serde_json::to_vec(&body).map_err(|e| AlertError::Build {
-        sink: "rapid7",
-        message: e.to_string(),
-    })
+    json_body("rapid7", &body)
 }

@@ -15,7 +15,7 @@ use reqwest::{Client, RequestBuilder, StatusCode, Url};
 use serde_json::{json, Value};
 
 use super::content::{self, cut};
-use super::sink::{check_url, http_outcome, origin, Batch, Limits, Outcome, Sink};
+use super::sink::{check_url, http_outcome, json_body, origin, Batch, Limits, Outcome, Sink};
 use super::AlertError;
 use crate::config::notify::ServiceNowConfig;
 use crate::config::Secret;
@@ -98,13 +98,6 @@ fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
     url
 }
 
-fn to_json(v: &Value) -> Result<Vec<u8>, AlertError> {
-    serde_json::to_vec(v).map_err(|e| AlertError::Build {
-        sink: "servicenow",
-        message: e.to_string(),
-    })
-}
-
 impl Sink for ServiceNow {
     fn name(&self) -> &'static str {
         "servicenow"
@@ -119,7 +112,7 @@ impl Sink for ServiceNow {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = to_json(&render(batch))?;
+        let body = json_body("servicenow", &render(batch))?;
         Ok(self.call(
             http.post(with_query(self.table.clone(), ANSWER_FIELDS)),
             body,
@@ -163,8 +156,10 @@ impl Sink for ServiceNow {
                 message: "the url cannot have a path".to_string(),
             })?
             .push(existing);
-        let body =
-            to_json(&json!({"work_notes": cut(&description(batch), 4_000, "\n… (truncated)")}))?;
+        let body = json_body(
+            "servicenow",
+            &json!({"work_notes": cut(&description(batch), 4_000, "\n… (truncated)")}),
+        )?;
         Ok(self.call(http.patch(with_query(url, ANSWER_FIELDS)), body))
     }
 

@@ -121,6 +121,17 @@ pub trait Sink: Send + Sync {
     fn secrets(&self) -> Vec<String>;
 }
 
+/// A request body as JSON bytes; a failure names the sink.
+pub fn json_body<T: serde::Serialize + ?Sized>(
+    sink: &'static str,
+    body: &T,
+) -> Result<Vec<u8>, AlertError> {
+    serde_json::to_vec(body).map_err(|e| AlertError::Build {
+        sink,
+        message: e.to_string(),
+    })
+}
+
 /// The status rules shared by every sink (notifications.md §0).
 pub fn http_outcome(status: StatusCode, headers: &HeaderMap) -> Outcome {
     let code = status.as_u16();

@@ -10,7 +10,7 @@ use reqwest::{Client, RequestBuilder};
 use serde_json::{json, Value};
 
 use super::content::{self, cut, slack_escape};
-use super::sink::{Batch, Limits, SecretHook, Sink};
+use super::sink::{json_body, Batch, Limits, SecretHook, Sink};
 use super::AlertError;
 use crate::config::notify::SlackConfig;
 
@@ -74,10 +74,7 @@ fn render(batch: &Batch) -> Result<Vec<u8>, AlertError> {
         "text": slack_escape(&format!("fimd {} · {}", env!("CARGO_PKG_VERSION"), batch.host))}]}));
     blocks.truncate(50);
     let body: Value = json!({"text": cut(&slack_escape(&title), 3_000, "…"), "blocks": blocks});
-    serde_json::to_vec(&body).map_err(|e| AlertError::Build {
-        sink: "slack",
-        message: e.to_string(),
-    })
+    json_body("slack", &body)
 }
 
 fn event_mrkdwn(ev: &crate::event::Event) -> String {

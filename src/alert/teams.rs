@@ -9,7 +9,7 @@ use reqwest::{Client, RequestBuilder};
 use serde_json::{json, Value};
 
 use super::content::{self, teams_escape};
-use super::sink::{Batch, Limits, SecretHook, Sink};
+use super::sink::{json_body, Batch, Limits, SecretHook, Sink};
 use super::AlertError;
 use crate::config::notify::TeamsConfig;
 
@@ -89,8 +89,5 @@ fn render(batch: &Batch) -> Result<Vec<u8>, AlertError> {
         "type": "AdaptiveCard", "version": "1.4", "msteams": {"width": "Full"},
         "body": body,
     }}]});
-    serde_json::to_vec(&message).map_err(|e| AlertError::Build {
-        sink: "teams",
-        message: e.to_string(),
-    })
+    json_body("teams", &message)
 }

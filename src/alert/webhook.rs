@@ -11,7 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, RequestBuilder, Url};
 use sha2::{Digest, Sha256};
 
-use super::sink::{check_url, origin, Batch, Limits, Sink};
+use super::sink::{check_url, json_body, origin, Batch, Limits, Sink};
 use super::AlertError;
 use crate::config::notify::WebhookConfig;
 use crate::config::Secret;
@@ -77,14 +77,13 @@ impl Sink for Webhook {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = serde_json::to_vec(&Body {
-            host: &batch.host,
-            events: &batch.events,
-        })
-        .map_err(|e| AlertError::Build {
-            sink: "webhook",
-            message: e.to_string(),
-        })?;
+        let body = json_body(
+            "webhook",
+            &Body {
+                host: &batch.host,
+                events: &batch.events,
+            },
+        )?;
         let mut req = http
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/json");
