@@ -533,3 +533,38 @@ fn out_of_watches_falls_back_to_rescans_with_one_warning() {
     let (status, _) = d.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn init_and_a_second_daemon_refuse_while_the_daemon_runs() {
+    let env = Env::new();
+    write(&env.root.join("a.conf"), "1\n");
+    let d = env.start();
+    let pid = d.pid().to_string();
+    let refused = |args: &[&str]| {
+        let out = env.fimd().args(args).output().expect("fimd");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(18), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("daemon (pid {pid}) is running")),
+            "{stderr}"
+        );
+    };
+    refused(&["init", "--force"]);
+    refused(&["run"]);
+    // The running daemon is unaffected.
+    write(&env.root.join("a.conf"), "2\n");
+    env.wait_events("the change", |e| e.len() == 1);
+
+    // A pid left behind by a crash does not count.
+    d.signal("KILL");
+    drop(d); // reaps it
+    assert_eq!(env.status()["daemon"]["pid"], pid, "the crash left its pid");
+    let out = env.fimd().args(["init", "--force"]).output().expect("init");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -13,6 +13,7 @@ use crate::store::StoreError;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
 pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     let store = crate::store::Store::open_bulk(&ctx.cfg.daemon.database).await?;
+    store.ensure_no_daemon().await?;
     if store.has_baseline().await? && !force {
         return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
     }

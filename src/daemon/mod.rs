@@ -152,6 +152,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let store = Store::open(&ctx.cfg.daemon.database).await?;
+    store.ensure_no_daemon().await?;
     store
         .set_meta("daemon.pid", &std::process::id().to_string())
         .await?;

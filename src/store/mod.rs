@@ -29,6 +29,8 @@ pub enum StoreError {
     NoBaseline(PathBuf),
     #[error("a baseline already exists in {0}: use `fimd init --force` to replace it")]
     BaselineExists(PathBuf),
+    #[error("database {path}: the fimd daemon (pid {pid}) is running on it: stop it first (systemctl stop fimd)")]
+    DaemonRunning { path: PathBuf, pid: u32 },
     #[error("database {path}: {what}: {source}")]
     Io {
         path: PathBuf,

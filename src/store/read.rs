@@ -198,6 +198,30 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Refuse when another `fimd run` works on this database: its published pid is alive and
+    /// still a fimd process (a pid left by a crash, or reused since, does not count). `init`
+    /// would hold the database for its whole load and pull the baseline from under the
+    /// daemon; a second daemon would record every change twice.
+    pub async fn ensure_no_daemon(&self) -> Result<(), StoreError> {
+        let pid = self
+            .meta("daemon.pid")
+            .await?
+            .and_then(|p| p.parse::<u32>().ok());
+        match pid {
+            Some(pid) if pid != std::process::id() => {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "fimd" {
+                    return Err(StoreError::DaemonRunning {
+                        path: self.path.clone(),
+                        pid,
+                    });
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A complete baseline exists (an interrupted `init` leaves none).
     pub async fn has_baseline(&self) -> Result<bool, StoreError> {
         Ok(self.meta("baseline_at").await?.is_some())
