@@ -32,6 +32,7 @@ fn journal_records_carry_the_fim_fields() {
     let a = env.root.join("a.conf");
     write(&a, "x\n");
     let out = env.base().join("journal.json");
+    let checks = env.base().join("checks.json");
     let script = format!(
         r#"set -e
 # Only inside this mount namespace: a private /run (journal socket, volatile journal) and,
@@ -53,12 +54,21 @@ chmod 600 {a}
 i=0; while [ $i -lt 300 ]; do
   journalctl --no-pager -t fimd -o json FIM_EVENT=modified > {out} 2>/dev/null || true
   [ "$(wc -l < {out})" -ge 2 ] && break; sleep 0.1; i=$((i+1)); done
-kill -TERM $P; wait $P; kill $J; wait $J || true
+kill -TERM $P; wait $P
+# One more change, seen by `check --dry-run` (must not log it) and then by `check`.
+echo z >> {a}
+INVOCATION_ID=00000000000000000000000000000002 {fimd} --config {cfg} check --dry-run >/dev/null || true
+INVOCATION_ID=00000000000000000000000000000003 {fimd} --config {cfg} check >/dev/null || true
+i=0; while [ $i -lt 300 ]; do
+  journalctl --no-pager -t fimd -o json FIM_SOURCE=check > {checks} 2>/dev/null || true
+  [ -s {checks} ] && break; sleep 0.1; i=$((i+1)); done
+kill $J; wait $J || true
 "#,
         fimd = common::fimd_bin(),
         cfg = env.config.display(),
         a = a.display(),
         out = out.display(),
+        checks = checks.display(),
     );
     let status = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
@@ -89,4 +99,17 @@ kill -TERM $P; wait $P; kill $J; wait $J || true
         .is_some_and(|c| c.contains("sha256")));
     assert_eq!(records[1]["PRIORITY"], "5", "metadata only: notice");
     assert_eq!(records[1]["FIM_CHANGED"], "mode,ctime");
+
+    // `check --dry-run` writes nothing, not even a journal record; `check` records one.
+    let text = std::fs::read_to_string(&checks).expect("journal output of the checks");
+    let checks: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journal JSON"))
+        .collect();
+    assert_eq!(checks.len(), 1, "{text}");
+    assert_eq!(checks[0]["FIM_EVENT"], "modified");
+    assert_ne!(
+        checks[0]["FIM_EVENT_ID"], "0",
+        "the recorded check, not the dry run"
+    );
 }

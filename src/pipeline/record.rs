@@ -25,10 +25,12 @@ impl Pipeline {
         report: &mut ScanReport,
     ) -> Result<(), StoreError> {
         let batch = std::mem::take(pending);
-        let events = match mode {
-            Mode::DryRun => batch.events,
-            _ => self.store.commit(batch, &self.sinks).await?,
-        };
+        if mode == Mode::DryRun {
+            // Compared only: no journal record either (`FIM_EVENT=` is the alert history).
+            report.events.extend(batch.events);
+            return Ok(());
+        }
+        let events = self.store.commit(batch, &self.sinks).await?;
         self.after_commit(events, report);
         Ok(())
     }
