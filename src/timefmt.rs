@@ -33,9 +33,29 @@ pub fn parse_since(text: &str) -> Option<i64> {
         let ago = i64::try_from(d.as_nanos()).ok()?;
         return Some(now_ns().saturating_sub(ago));
     }
-    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    let (utc, offset_s) = split_offset(text)?;
+    let t = humantime::parse_rfc3339_weak(&utc).ok()?;
     let d = t.duration_since(UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_nanos()).ok()
+    i64::try_from(d.as_nanos())
+        .ok()?
+        .checked_sub(offset_s.checked_mul(1_000_000_000)?)
+}
+
+/// `2026-11-30T09:00:00+01:00` -> (`2026-11-30T09:00:00Z`, 3600): humantime reads only UTC.
+/// Text without a numeric offset is returned as it is, with 0.
+fn split_offset(text: &str) -> Option<(String, i64)> {
+    let b = text.as_bytes();
+    let n = b.len();
+    if n <= 6 || !matches!(b[n - 6], b'+' | b'-') || b[n - 3] != b':' || !text.contains('T') {
+        return Some((text.to_string(), 0));
+    }
+    let hours: i64 = text[n - 5..n - 3].parse().ok()?;
+    let minutes: i64 = text[n - 2..].parse().ok()?;
+    let sign = if b[n - 6] == b'-' { -1 } else { 1 };
+    Some((
+        format!("{}Z", &text[..n - 6]),
+        sign * (hours * 3600 + minutes * 60),
+    ))
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -76,6 +96,15 @@ mod tests {
     #[test]
     fn parses_since() {
         assert_eq!(parse_since("1970-01-01T00:00:01Z"), Some(1_000_000_000));
+        assert_eq!(
+            parse_since("1970-01-01T01:00:01+01:00"),
+            Some(1_000_000_000)
+        );
+        assert_eq!(
+            parse_since("1970-01-01T00:30:01-00:30"),
+            Some(3_601_000_000_000)
+        );
+        assert_eq!(parse_since("1970-01-01T00:00:01+0é:00"), None);
         let ago = parse_since("1h").unwrap_or(0);
         assert!((now_ns() - ago - 3_600_000_000_000).abs() < 5_000_000_000);
         assert_eq!(parse_since("yesterday-ish"), None);
