@@ -394,7 +394,10 @@ fn a_change_while_stopped_is_reported_as_rescan_on_start() {
     let d = env.start();
     let (status, _) = d.stop();
     assert_eq!(status.code(), Some(0));
-    assert!(env.status()["daemon"].get("pid").is_none(), "pid cleared");
+    let st = env.status();
+    for fact in ["pid", "watches", "fallback", "queue_depth"] {
+        assert!(st["daemon"].get(fact).is_none(), "{fact} cleared: {st:#}");
+    }
     write(&a, "while stopped\n");
     let d = env.start();
     let events = env.wait_events("rescan event", |e| !e.is_empty());

@@ -151,6 +151,10 @@ pub async fn run(
     ctx: DaemonContext,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
+    // First of all: a SIGHUP's default action ends the process, and one can come at any time
+    // (startup on a big tree takes a while). Until the loop runs it waits here.
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| DaemonError::Io(format!("cannot install the SIGHUP handler: {e}")))?;
     let store = Store::open(&ctx.cfg.daemon.database).await?;
     store.ensure_no_daemon().await?;
     store
@@ -199,8 +203,6 @@ pub async fn run(
     // The outbox worker: delivers what earlier runs left and what the pipeline queues. It
     // stops only between deliveries; undelivered rows stay for the next start.
     d.start_alert_worker(ctx.sinks);
-    let mut hup = signal(SignalKind::hangup())
-        .map_err(|e| DaemonError::Io(format!("cannot install the SIGHUP handler: {e}")))?;
     tokio::pin!(shutdown);
     let mut buf = Vec::with_capacity(256);
     let outcome = loop {
@@ -267,7 +269,13 @@ pub async fn run(
     {
         tracing::warn!("tasks did not stop in time; exiting anyway (the next start rescans)");
     }
-    for key in ["daemon.pid", "daemon.queue_depth"] {
+    // Facts about the running daemon go with it (`status` would show them as current).
+    for key in [
+        "daemon.pid",
+        "daemon.queue_depth",
+        "daemon.watches",
+        "daemon.fallback",
+    ] {
         let _ = store.delete_meta(key).await;
     }
     let _ = store

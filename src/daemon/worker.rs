@@ -194,9 +194,11 @@ impl Worker {
     async fn handle(&mut self, work: Work) -> Result<(), StoreError> {
         match work {
             Work::Paths(paths) => {
+                // A whole tree moved in is one unit of work: keep the watchdog fed meanwhile.
+                let hb = &self.heartbeat;
                 let report = self
                     .pipeline
-                    .scan_paths(Mode::Record, paths, Source::Inotify)
+                    .scan_paths(Mode::Record, paths, Source::Inotify, &|_| hb.beat(None))
                     .await?;
                 log_report("inotify", &report);
                 Ok(())
@@ -215,9 +217,10 @@ impl Worker {
                 .await
                 .unwrap_or_default();
                 let n = newly.len();
+                let hb = &self.heartbeat;
                 let report = self
                     .pipeline
-                    .scan_paths(Mode::Baseline, newly, Source::Rescan)
+                    .scan_paths(Mode::Baseline, newly, Source::Rescan, &|_| hb.beat(None))
                     .await?;
                 tracing::info!(
                     dropped_entries = dropped,

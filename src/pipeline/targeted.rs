@@ -42,6 +42,7 @@ impl Pipeline {
         mode: Mode,
         paths: Vec<PathBuf>,
         source: Source,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<ScanReport, StoreError> {
         let policy = self.policy.clone();
         let mut list: Vec<PathBuf> = paths
@@ -104,7 +105,7 @@ impl Pipeline {
             Arc::new(known),
             produce,
             &in_scope,
-            &|_| {},
+            progress,
             Vec::new(),
         )
         .await
