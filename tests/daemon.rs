@@ -419,7 +419,7 @@ fn a_change_while_stopped_is_reported_as_rescan_on_start() {
 const FEW_WATCHES: &str = "echo 8 > /proc/sys/user/max_inotify_watches && exec \"$0\" \"$@\"";
 
 /// Can this machine run a process in a user namespace of its own with a lower watch limit?
-/// Set FIMD_REQUIRE_USERNS=1 (CI does) to make "no" a failure instead of a skip.
+/// CI sets FIMD_REQUIRE_USERNS=1 to make "no" a failure instead of a skip.
 fn can_limit_watches() -> bool {
     let ok = std::process::Command::new("unshare")
         .args([
@@ -430,16 +430,16 @@ fn can_limit_watches() -> bool {
         ])
         .status()
         .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("FIMD_REQUIRE_USERNS").is_some() {
-        panic!("FIMD_REQUIRE_USERNS is set but `unshare -Ur` cannot lower the watch limit");
-    }
-    ok
+    common::can_run(
+        ok,
+        "FIMD_REQUIRE_USERNS",
+        "needs unshare -Ur (user namespaces) to lower the watch limit",
+    )
 }
 
 #[test]
 fn out_of_watches_falls_back_to_rescans_with_one_warning() {
     if !can_limit_watches() {
-        eprintln!("skipped: needs unshare -Ur (user namespaces)");
         return;
     }
     let env = Env::new();

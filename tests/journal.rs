@@ -11,6 +11,16 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).expect("write");
 }
 
+/// `journalctl -o json` output: the text (for messages) and one value per record.
+fn journal_json(path: &Path) -> (String, Vec<serde_json::Value>) {
+    let text = std::fs::read_to_string(path).expect("journal output");
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journal JSON"))
+        .collect();
+    (text, records)
+}
+
 #[test]
 fn journal_records_carry_the_fim_fields() {
     // Standalone journald in a private mount namespace (STACK.md 6b); needs root and
@@ -20,12 +30,11 @@ fn journal_records_carry_the_fim_fields() {
         && journald.exists()
         && Path::new("/usr/bin/unshare").exists()
         && Path::new("/usr/bin/journalctl").exists();
-    if !usable {
-        assert!(
-            std::env::var_os("FIMD_REQUIRE_JOURNAL").is_none(),
-            "journald test required but root/unshare/journald/journalctl missing"
-        );
-        eprintln!("skipped: needs root, unshare, systemd-journald and journalctl");
+    if !common::can_run(
+        usable,
+        "FIMD_REQUIRE_JOURNAL",
+        "needs root, unshare, systemd-journald and journalctl",
+    ) {
         return;
     }
     let env = Env::new();
@@ -76,11 +85,7 @@ kill $J; wait $J || true
         .status()
         .expect("unshare");
     assert!(status.success(), "journald script failed: {status}");
-    let text = std::fs::read_to_string(&out).expect("journal output");
-    let records: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("journal JSON"))
-        .collect();
+    let (text, records) = journal_json(&out);
     assert_eq!(records.len(), 2, "{text}");
     let path = a.to_string_lossy();
     for r in &records {
@@ -101,11 +106,7 @@ kill $J; wait $J || true
     assert_eq!(records[1]["FIM_CHANGED"], "mode,ctime");
 
     // `check --dry-run` writes nothing, not even a journal record; `check` records one.
-    let text = std::fs::read_to_string(&checks).expect("journal output of the checks");
-    let checks: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("journal JSON"))
-        .collect();
+    let (text, checks) = journal_json(&checks);
     assert_eq!(checks.len(), 1, "{text}");
     assert_eq!(checks[0]["FIM_EVENT"], "modified");
     assert_ne!(

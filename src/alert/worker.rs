@@ -164,39 +164,49 @@ async fn build_batch(
 /// nothing is created: the rows are retried (or parked) like any failed request.
 async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) -> Attempt {
     if let Some(lookup) = sent_before.then(|| sink.lookup(http, batch)).flatten() {
-        let found = match exchange(sink, lookup).await {
-            Ok(answer) => match http_outcome(answer.status, &answer.headers) {
-                Outcome::Delivered { .. } => sink.found(&answer.body),
-                outcome => return answer.attempt(sink, during_search(outcome)),
-            },
-            Err(failed) => {
-                return Attempt {
-                    outcome: during_search(failed.outcome),
-                    ..failed
+        match search(sink, lookup).await {
+            Ok(Some(existing)) => {
+                tracing::info!(sink = sink.name(), ticket = %existing,
+                    "found the ticket an earlier attempt created; adding to it");
+                let mut attempt = request(sink, sink.update(http, batch, &existing)).await;
+                if let Outcome::Delivered { remote_id } = &mut attempt.outcome {
+                    remote_id.get_or_insert(existing);
                 }
+                return attempt;
             }
-        };
-        if let Some(existing) = found {
-            tracing::info!(sink = sink.name(), ticket = %existing,
-                "found the ticket an earlier attempt created; adding to it");
-            return match exchange(sink, sink.update(http, batch, &existing)).await {
-                Ok(answer) => {
-                    let mut outcome = sink.classify(answer.status, &answer.headers, &answer.body);
-                    if let Outcome::Delivered { remote_id } = &mut outcome {
-                        remote_id.get_or_insert(existing);
-                    }
-                    answer.attempt(sink, outcome)
-                }
-                Err(failed) => failed,
-            };
+            Ok(None) => {}
+            Err(failed) => return failed,
         }
     }
-    match exchange(sink, sink.request(http, batch)).await {
+    request(sink, sink.request(http, batch)).await
+}
+
+/// Send one request and classify its answer with the sink's rules.
+async fn request(sink: &dyn Sink, request: Result<RequestBuilder, AlertError>) -> Attempt {
+    match exchange(sink, request).await {
         Ok(answer) => {
             let outcome = sink.classify(answer.status, &answer.headers, &answer.body);
             answer.attempt(sink, outcome)
         }
         Err(failed) => failed,
+    }
+}
+
+/// Run a sink's search: the ticket it names, or `None`; a failed search is a failed attempt
+/// (its reason says it was the search).
+async fn search(
+    sink: &dyn Sink,
+    lookup: Result<RequestBuilder, AlertError>,
+) -> Result<Option<String>, Attempt> {
+    match exchange(sink, lookup).await {
+        Ok(answer) => match http_outcome(answer.status, &answer.headers) {
+            Outcome::Delivered { .. } => Ok(sink.found(&answer.body)),
+            outcome => Err(answer.attempt(sink, during_search(outcome))),
+        },
+        Err(failed) => Err(Attempt {
+            outcome: during_search(failed.outcome),
+            ..failed
+        }),
     }
 }
 

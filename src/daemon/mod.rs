@@ -420,19 +420,16 @@ impl Daemon {
     /// SIGHUP: reload the config; on error keep the running one (one error line).
     async fn reload_config(&mut self) {
         sdnotify::reloading();
-        let (cfg, policy, sinks) =
-            match reload::load(&self.config_path, self.config_explicit, &self.flags) {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    tracing::error!(
-                        "configuration reload failed, keeping the running configuration: {e}"
-                    );
-                    sdnotify::ready("reload failed; running configuration kept");
-                    return;
-                }
-            };
-        let pipeline = match self.pipeline(&cfg, &policy, sinks.names()) {
-            Ok(p) => p,
+        let loaded = reload::load(&self.config_path, self.config_explicit, &self.flags)
+            .map_err(|e| e.to_string())
+            .and_then(|(cfg, policy, sinks)| {
+                let pipeline = self
+                    .pipeline(&cfg, &policy, sinks.names())
+                    .map_err(|e| e.to_string())?;
+                Ok((cfg, policy, sinks, pipeline))
+            });
+        let (cfg, policy, sinks, pipeline) = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!(
                     "configuration reload failed, keeping the running configuration: {e}"

@@ -178,32 +178,12 @@ impl Env {
 
     /// Poll the events until `done` holds; panics with the last events at the deadline.
     pub fn wait_events(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let events = self.events();
-            if done(&events) {
-                return events;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; events: {events:#?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(what, || self.events(), |e| done(e))
     }
 
     /// Poll `fimd status --json` until `done` holds.
     pub fn wait_status(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let start = Instant::now();
-        loop {
-            let st = self.status();
-            if done(&st) {
-                return st;
-            }
-            if start.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; status: {st:#}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(what, || self.status(), done)
     }
 
     /// A barrier for negative checks: write a fresh sentinel file in the root and wait for
@@ -357,6 +337,22 @@ impl Daemon {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+}
+
+/// Call `fetch` every 50 ms until `done` holds for its value; at [`DEADLINE`], panic with
+/// the last value.
+fn poll<T: std::fmt::Debug>(what: &str, fetch: impl Fn() -> T, done: impl Fn(&T) -> bool) -> T {
+    let start = Instant::now();
+    loop {
+        let value = fetch();
+        if done(&value) {
+            return value;
+        }
+        if start.elapsed() > DEADLINE {
+            panic!("timed out waiting for {what}; last seen: {value:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

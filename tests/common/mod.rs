@@ -232,3 +232,16 @@ pub fn mock_http(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Seen>
     });
     (url, rx)
 }
+
+/// Whether a test that needs privileges can run here. When it cannot: a failure if `require`
+/// (an environment variable CI sets) is set, otherwise a skip with `why` on stderr.
+pub fn can_run(usable: bool, require: &str, why: &str) -> bool {
+    if !usable {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but this test cannot run: {why}"
+        );
+        eprintln!("skipped: {why}");
+    }
+    usable
+}
