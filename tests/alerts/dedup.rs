@@ -292,3 +292,32 @@ async fn a_failed_search_creates_nothing_and_retries() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_rejected_search_never_shows_the_credential() {
+    // The search's answer echoes the password and the token: neither may reach the outbox
+    // row's error or a log line.
+    let mock = MockHttp::start(
+        vec![
+            Reply::status(504),
+            Reply::body(401, "denied for password SNPASS"),
+        ],
+        Reply::status(500),
+    )
+    .await;
+    let cfg = servicenow_cfg(&mock);
+    let (logs, _guard) = capture_logs();
+    let (_d, pool, reqs) = fail_then_retry(&cfg, "servicenow", &mock).await;
+    assert_eq!(reqs.len(), 2, "no create after a rejected search");
+    let row = rows(&pool, "servicenow").await.remove(0);
+    assert_eq!(row.state, "parked");
+    let error = row.last_error.unwrap_or_default();
+    assert!(
+        error.starts_with("search for an earlier ticket: HTTP 401"),
+        "{error}"
+    );
+    assert!(!error.contains("SNPASS"), "{error}");
+    let logged = logs.text();
+    assert!(logged.contains("search for an earlier ticket"), "{logged}");
+    assert!(!logged.contains("SNPASS"), "{logged}");
+}
