@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod diff;
+pub mod packages;
 pub mod event;
 pub mod logging;
 pub mod pipeline;
