@@ -115,6 +115,9 @@ pub enum Command {
         /// Only the last N events.
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
+        /// Only events of this severity and above (critical, high, medium, low, info).
+        #[arg(long, value_name = "LEVEL")]
+        severity: Option<String>,
     },
     /// Print the stored diff of one event.
     Diff {

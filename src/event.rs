@@ -15,13 +15,15 @@ use std::path::{Path, PathBuf};
 use crate::state::{FileKind, FileState};
 use crate::timefmt::rfc3339_ns;
 
-/// `added`, `removed` or `modified`.
+/// `added`, `removed`, `modified` or `renamed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Added,
     Removed,
     Modified,
+    /// `path` is the new name, `from` the old one.
+    Renamed,
 }
 
 impl EventKind {
@@ -30,6 +32,7 @@ impl EventKind {
             EventKind::Added => "added",
             EventKind::Removed => "removed",
             EventKind::Modified => "modified",
+            EventKind::Renamed => "renamed",
         }
     }
     pub fn parse(s: &str) -> Option<EventKind> {
@@ -37,15 +40,18 @@ impl EventKind {
             "added" => Some(EventKind::Added),
             "removed" => Some(EventKind::Removed),
             "modified" => Some(EventKind::Modified),
+            "renamed" => Some(EventKind::Renamed),
             _ => None,
         }
     }
-    /// AIDE-compatible exit-code bit: 1 added, 2 removed, 4 changed.
+    /// AIDE-compatible exit-code bits: 1 added, 2 removed, 4 changed; a rename counts as a
+    /// removal and an addition, as AIDE reports a move.
     pub fn exit_bit(self) -> u8 {
         match self {
             EventKind::Added => 1,
             EventKind::Removed => 2,
             EventKind::Modified => 4,
+            EventKind::Renamed => 3,
         }
     }
 }
@@ -130,11 +136,104 @@ impl StateJson {
     }
 }
 
+/// How serious a change is (DESIGN.md "Severity"); ordered, `Info` lowest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The journal PRIORITY (syslog level): critical 2, high 3, medium 4, low 5, info 6.
+    pub fn priority(self) -> u8 {
+        match self {
+            Severity::Critical => 2,
+            Severity::High => 3,
+            Severity::Medium => 4,
+            Severity::Low => 5,
+            Severity::Info => 6,
+        }
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who made a change (DESIGN.md "Actor"): filled by the who-data backend, `null` otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Actor {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    pub uid: Option<u32>,
+    pub user: Option<String>,
+    pub gid: Option<u32>,
+    pub auid: Option<u32>,
+    pub login_user: Option<String>,
+    pub session: Option<u32>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub cmdline: Vec<String>,
+    pub unit: Option<String>,
+    pub exited: bool,
+}
+
+/// The package-manager explanation of a change (DESIGN.md "Packages").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageInfo {
+    /// `dpkg` or `rpm`.
+    pub manager: String,
+    pub name: String,
+    pub arch: String,
+    /// The version installed now (for a removal: the version the file came from).
+    pub version: String,
+    /// The version the file came from before this change, when known.
+    pub old_version: Option<String>,
+    /// `install`, `upgrade`, `downgrade`, `reinstall` or `remove`; `null` when the change was
+    /// not made by the package manager (a hand edit of a package's file).
+    pub action: Option<String>,
+    /// The new content matches the digest the package recorded.
+    pub verified: bool,
+    /// The digest algorithm the package database recorded (`md5`, `sha256`), `null` if none.
+    pub digest: Option<String>,
+    pub conffile: bool,
+}
+
 /// One change, exactly as every output and sink shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Database id; `null` for `check --dry-run`, which records nothing.
     pub id: Option<i64>,
+    /// `"<instance>:<id>"`: the event's identity everywhere; `null` when not recorded.
+    pub uid: Option<String>,
     /// When fimd recorded the change (after debounce and hashing), RFC 3339 UTC.
     pub time: String,
     pub host: String,
@@ -144,14 +243,60 @@ pub struct Event {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_hex: Option<String>,
+    /// `renamed`: the old name (lossy text; exact bytes in `from_hex` when not UTF-8).
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_hex: Option<String>,
+    pub severity: Severity,
+    /// One short sentence saying why `severity`.
+    pub reason: String,
     pub changed: Vec<String>,
     pub old: Option<StateJson>,
     pub new: Option<StateJson>,
     pub sensitive: bool,
     pub diff: Option<String>,
+    pub actor: Option<Actor>,
+    pub package: Option<PackageInfo>,
 }
 
 impl Event {
+    /// An event with nothing but its kind, source and path filled in (severity medium until
+    /// the explain stage rates it).
+    pub fn new(source: Source, event: EventKind, path: &str) -> Event {
+        Event {
+            id: None,
+            uid: None,
+            time: String::new(),
+            host: String::new(),
+            source,
+            event,
+            path: path.to_string(),
+            path_hex: None,
+            from: None,
+            from_hex: None,
+            severity: Severity::Medium,
+            reason: String::new(),
+            changed: Vec::new(),
+            old: None,
+            new: None,
+            sensitive: false,
+            diff: None,
+            actor: None,
+            package: None,
+        }
+    }
+
+    /// The exact bytes of `from` (renamed events).
+    pub fn from_buf(&self) -> Option<PathBuf> {
+        let text = self.from.as_ref()?;
+        Some(
+            match self.from_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
+                Some(bytes) => PathBuf::from(OsStr::from_bytes(&bytes)),
+                None => PathBuf::from(text),
+            },
+        )
+    }
+
     /// The exact path bytes.
     pub fn path_buf(&self) -> PathBuf {
         match self.path_hex.as_deref().and_then(|h| hex::decode(h).ok()) {
@@ -224,11 +369,7 @@ mod tests {
             event: EventKind::Added,
             path: text,
             path_hex: Some(hex),
-            changed: vec![],
-            old: None,
-            new: None,
-            sensitive: false,
-            diff: None,
+            ..Event::new(Source::Check, EventKind::Added, "")
         };
         assert_eq!(ev.path_buf(), p);
         let utf8 = path_for_json(Path::new("/etc/ok conf"));

@@ -7,7 +7,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::event::{Event, EventKind};
+use crate::event::{Event, Severity};
 
 /// The fixed journal MESSAGE_ID of "file changed" records (a random 128-bit id, as
 /// `systemd-id128 new` makes, so `journalctl MESSAGE_ID=...` finds every change).
@@ -44,17 +44,31 @@ pub fn started_by_systemd() -> bool {
 pub fn init(level: &str, events_on_stderr: bool) -> Output {
     // notify logs its own recoverable internals (a watch already gone) through `log`: only
     // its errors are worth a line; ours say what the user can do.
+    // Change records pass whatever the level: a low-severity change is emitted at debug.
     let filter = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(format!("{level},notify=error")))
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(format!("{level},notify=error,{EVENT_TARGET}=trace"))
+        })
     };
+    let is_event = |m: &tracing::Metadata<'_>| m.target() == EVENT_TARGET;
     if started_by_systemd() {
-        if let Ok(layer) = tracing_journald::layer() {
-            let layer = layer
+        // Two journald layers: change records with their severity's priorities, the rest
+        // with the usual ones.
+        if let (Ok(logs), Ok(events)) = (tracing_journald::layer(), tracing_journald::layer()) {
+            let logs = logs
                 .with_syslog_identifier("fimd".to_string())
-                .with_field_prefix(None);
+                .with_field_prefix(None)
+                .with_filter(filter())
+                .with_filter(tracing_subscriber::filter::filter_fn(move |m| !is_event(m)));
+            let events = events
+                .with_syslog_identifier("fimd".to_string())
+                .with_field_prefix(None)
+                .with_priority_mappings(event_priorities())
+                .with_filter(filter())
+                .with_filter(tracing_subscriber::filter::filter_fn(is_event));
             if tracing_subscriber::registry()
-                .with(layer.with_filter(filter()))
+                .with(logs)
+                .with(events)
                 .try_init()
                 .is_ok()
             {
@@ -79,16 +93,28 @@ pub fn init(level: &str, events_on_stderr: bool) -> Output {
 /// The tracing target of change records.
 pub const EVENT_TARGET: &str = "fimd::event";
 
-/// One journal record per change (priority warning; notice for metadata-only changes).
+/// One journal record per change. Its journal PRIORITY follows the severity (critical 2,
+/// high 3, medium 4, low 5, info 6): each severity is emitted at its own tracing level
+/// ([`severity_level`]) and the events' journald layer maps those levels to these
+/// priorities (see [`init`]).
 pub fn record_event(e: &Event) {
     let changed = e.changed.join(",");
     let id = e.id.unwrap_or(0);
     let path = crate::event::escape_bytes(e.path_buf().as_os_str().as_encoded_bytes());
-    let metadata_only = e.event == EventKind::Modified
-        && !e
-            .changed
-            .iter()
-            .any(|c| matches!(c.as_str(), "sha256" | "type" | "link_target" | "size"));
+    let from = e
+        .from_buf()
+        .map(|f| crate::event::escape_bytes(f.as_os_str().as_encoded_bytes()))
+        .unwrap_or_default();
+    let actor = e.actor.as_ref();
+    let package = e.package.as_ref();
+    let text = |v: Option<String>| crate::event::escape_bytes(v.unwrap_or_default().as_bytes());
+    let actor_pid = text(actor.map(|a| a.pid.to_string()));
+    let actor_comm = text(actor.and_then(|a| a.comm.clone()));
+    let actor_uid = text(actor.and_then(|a| a.uid).map(|u| u.to_string()));
+    let actor_auid = text(actor.and_then(|a| a.auid).map(|u| u.to_string()));
+    let actor_unit = text(actor.and_then(|a| a.unit.clone()));
+    let pkg = text(package.map(|p| format!("{} {}", p.name, p.version)));
+    let pkg_verified = text(package.map(|p| p.verified.to_string()));
     macro_rules! emit {
         ($lvl:ident) => {
             tracing::$lvl!(
@@ -96,20 +122,57 @@ pub fn record_event(e: &Event) {
                 MESSAGE_ID = MESSAGE_ID_FILE_CHANGED,
                 FIM_EVENT = e.event.as_str(),
                 FIM_PATH = %path,
+                FIM_FROM = %from,
                 FIM_CHANGED = %changed,
                 FIM_SENSITIVE = e.sensitive,
                 FIM_EVENT_ID = id,
                 FIM_SOURCE = e.source.as_str(),
-                "file {}: {}{}",
+                FIM_SEVERITY = e.severity.as_str(),
+                FIM_REASON = %e.reason,
+                FIM_ACTOR_PID = %actor_pid,
+                FIM_ACTOR_COMM = %actor_comm,
+                FIM_ACTOR_UID = %actor_uid,
+                FIM_ACTOR_AUID = %actor_auid,
+                FIM_ACTOR_UNIT = %actor_unit,
+                FIM_PACKAGE = %pkg,
+                FIM_PACKAGE_VERIFIED = %pkg_verified,
+                "file {}: {}{} [{}: {}]",
                 e.event.as_str(),
                 path,
-                if changed.is_empty() { String::new() } else { format!(" ({changed})") }
+                if changed.is_empty() { String::new() } else { format!(" ({changed})") },
+                e.severity.as_str(),
+                e.reason
             )
         };
     }
-    if metadata_only {
-        emit!(info);
-    } else {
-        emit!(warn);
+    match severity_level(e.severity) {
+        tracing::Level::ERROR => emit!(error),
+        tracing::Level::WARN => emit!(warn),
+        tracing::Level::INFO => emit!(info),
+        tracing::Level::DEBUG => emit!(debug),
+        _ => emit!(trace),
+    }
+}
+
+/// The tracing level a change record of this severity is emitted at.
+pub fn severity_level(s: Severity) -> tracing::Level {
+    match s {
+        Severity::Critical => tracing::Level::ERROR,
+        Severity::High => tracing::Level::WARN,
+        Severity::Medium => tracing::Level::INFO,
+        Severity::Low => tracing::Level::DEBUG,
+        Severity::Info => tracing::Level::TRACE,
+    }
+}
+
+/// The journald priorities of change records, level by level (see [`severity_level`]).
+fn event_priorities() -> tracing_journald::PriorityMappings {
+    use tracing_journald::Priority;
+    tracing_journald::PriorityMappings {
+        error: Priority::Critical,
+        warn: Priority::Error,
+        info: Priority::Warning,
+        debug: Priority::Notice,
+        trace: Priority::Informational,
     }
 }

@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
+use crate::event::Severity;
 
 /// A set of globs split the way DESIGN.md says: patterns without `/` match the file name,
 /// patterns with `/` match the full path. `*` never crosses `/`; `**` does.
@@ -77,6 +78,8 @@ pub struct Watch {
     extensions: Vec<Vec<u8>>,
     include: Patterns,
     exclude: Patterns,
+    /// The lowest severity of an unexplained change below this watch (`severity = "high"`).
+    pub severity: Option<Severity>,
 }
 
 impl Watch {
@@ -163,14 +166,10 @@ impl Policy {
             let exclude =
                 Patterns::new(&w.exclude, &format!("watch[{i}].exclude")).map_err(invalid)?;
             let extensions = w.extensions.iter().map(|e| e.as_bytes().to_vec()).collect();
-            watches.push(Watch::resolve(
-                &w.path,
-                w.recursive,
-                extensions,
-                include,
-                exclude,
-                false,
-            ));
+            let mut watch =
+                Watch::resolve(&w.path, w.recursive, extensions, include, exclude, false);
+            watch.severity = w.severity;
+            watches.push(watch);
         }
         if cfg.users.authorized_keys {
             let empty = || Patterns::new(&[], "").map_err(invalid);
@@ -213,6 +212,15 @@ impl Policy {
     /// Is this directory walked (and recorded for mode/uid/gid) by any watch?
     pub fn walks_dir(&self, dir: &Path) -> bool {
         self.watches.iter().any(|w| w.walks_dir(dir))
+    }
+
+    /// The highest `severity` floor of the watches that select `path`, if any sets one.
+    pub fn severity_floor(&self, path: &Path) -> Option<Severity> {
+        self.watches
+            .iter()
+            .filter(|w| w.severity.is_some() && (w.selects(path) || w.walks_dir(path)))
+            .filter_map(|w| w.severity)
+            .max()
     }
 
     /// Sensitive by name or path (content-based detection is the scanner's job).
@@ -275,6 +283,7 @@ impl Watch {
             extensions,
             include,
             exclude,
+            severity: None,
         }
     }
 }
@@ -366,6 +375,7 @@ mod tests {
             extensions: vec![".conf".into()],
             include: vec!["rc.local".into()],
             exclude: vec!["skip.conf".into(), "**/private/**".into()],
+            severity: None,
         };
         let pol = Policy::from_config(&cfg_with(vec![w.clone()]), Path::new("f"))
             .unwrap_or_else(|e| panic!("{e}"));

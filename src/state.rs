@@ -280,4 +280,7 @@ pub struct Recorded {
     /// Wall clock when the content was read; a file changed within the same timestamp tick
     /// (mtime/ctime not clearly before this) must be re-hashed (git's "racy clean" problem).
     pub hashed_at_ns: i64,
+    /// The package stamp when recorded (opaque to the store; see `explain::Stamp`): which
+    /// package version this path came from, so a later change can name the old version.
+    pub package: Option<String>,
 }

@@ -98,11 +98,16 @@ kill $J; wait $J || true
             .as_str()
             .is_some_and(|id| id.parse::<i64>().is_ok()));
     }
-    assert_eq!(records[0]["PRIORITY"], "4", "content change: warning");
+    // PRIORITY follows the severity (DESIGN.md Part 2): an unexplained change is medium (4).
+    for r in &records {
+        assert_eq!(r["FIM_SEVERITY"], "medium");
+        assert_eq!(r["FIM_REASON"], "changed outside any package transaction");
+    }
+    assert_eq!(records[0]["PRIORITY"], "4", "medium: warning");
     assert!(records[0]["FIM_CHANGED"]
         .as_str()
         .is_some_and(|c| c.contains("sha256")));
-    assert_eq!(records[1]["PRIORITY"], "5", "metadata only: notice");
+    assert_eq!(records[1]["PRIORITY"], "4", "a chmod is medium too");
     assert_eq!(records[1]["FIM_CHANGED"], "mode,ctime");
 
     // `check --dry-run` writes nothing, not even a journal record; `check` records one.

@@ -6,84 +6,19 @@
 //! event carries. Never renders file content other than a non-sensitive event's diff.
 
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
 use super::sink::Batch;
 use super::AlertError;
-use crate::event::{escape_bytes, Event};
+use crate::event::{escape_bytes, Event, Severity};
 
-/// How urgent one change is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Medium,
-    High,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Medium => "medium",
-            Severity::High => "high",
-        }
-    }
-}
-
-/// High for sensitive files and for files that grant access or run code at startup;
-/// medium otherwise. The one place this rule lives.
+/// How urgent one change is: the severity the explain stage gave it (DESIGN.md "Severity").
 pub fn severity(event: &Event) -> Severity {
-    if event.sensitive || is_high_path(&event.path_buf()) {
-        Severity::High
-    } else {
-        Severity::Medium
-    }
+    event.severity
 }
 
-/// Paths whose change is high severity: authorized_keys, sudoers, SSH daemon and PAM config,
-/// the dynamic loader's preload list, cron, and startup/service files (systemd units, SysV
-/// init scripts, rc.local).
-pub fn is_high_path(path: &Path) -> bool {
-    const NAMES: &[&str] = &[
-        "authorized_keys",
-        "authorized_keys2",
-        "sshd_config",
-        "sudoers",
-        "rc.local",
-        "crontab",
-        "anacrontab",
-        "ld.so.preload",
-    ];
-    const PREFIXES: &[&str] = &[
-        "/etc/sudoers.d/",
-        "/etc/ssh/sshd_config.d/",
-        "/etc/pam.d/",
-        "/etc/systemd/",
-        "/lib/systemd/",
-        "/usr/lib/systemd/",
-        "/usr/local/lib/systemd/",
-        "/run/systemd/system/",
-        "/etc/init.d/",
-        "/etc/init/",
-        "/etc/rc.d/",
-        "/etc/cron",
-        "/var/spool/cron/",
-    ];
-    let bytes = path.as_os_str().as_bytes();
-    let text = String::from_utf8_lossy(bytes);
-    let name = path
-        .file_name()
-        .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
-        .unwrap_or_default();
-    NAMES.contains(&name.as_str())
-        || PREFIXES.iter().any(|p| text.starts_with(p))
-        || text.contains("/.config/systemd/user/")
-        || is_sysv_rc_dir(&text)
-}
-
-/// `/etc/rc0.d/` … `/etc/rc6.d/`, `/etc/rcS.d/`.
-fn is_sysv_rc_dir(text: &str) -> bool {
-    text.strip_prefix("/etc/rc")
-        .and_then(|rest| rest.get(..4))
-        .is_some_and(|head| head.ends_with(".d/"))
+/// "High" in digests and ticket urgency: high or critical.
+pub fn is_high(event: &Event) -> bool {
+    event.severity >= Severity::High
 }
 
 /// The event as a sink may send it: the diff only when `include_diff` is on, the event is not
@@ -174,11 +109,7 @@ pub fn omitted_line(batch: &Batch) -> Option<String> {
     if n == 0 {
         return None;
     }
-    let shown_high = batch
-        .events
-        .iter()
-        .filter(|e| severity(e) == Severity::High)
-        .count();
+    let shown_high = batch.events.iter().filter(|e| is_high(e)).count();
     let high = batch.high.saturating_sub(shown_high);
     let word = if n == 1 { "change" } else { "changes" };
     Some(match high {
@@ -198,6 +129,7 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
         ("Path", shown_path(event)),
         ("Change", event.event.as_str().to_string()),
         ("Severity", severity(event).as_str().to_string()),
+        ("Reason", event.reason.clone()),
         ("Changed", event.changed.join(", ")),
         ("Old sha256", sha(&event.old)),
         ("New sha256", sha(&event.new)),
@@ -207,10 +139,54 @@ pub fn facts(event: &Event) -> Vec<(&'static str, String)> {
     if let Some(id) = event.id {
         v.push(("Event", id.to_string()));
     }
+    if let Some(from) = event.from_buf() {
+        v.push(("From", escape_bytes(from.as_os_str().as_bytes())));
+    }
+    if let Some(p) = &event.package {
+        v.push(("Package", package_line(p)));
+    }
+    if let Some(a) = &event.actor {
+        v.push(("By", actor_line(a)));
+    }
     if event.sensitive {
         v.push(("Sensitive", "yes (content never sent)".to_string()));
     }
     v
+}
+
+/// `openssh-server 1:9.2p1-2+deb12u2 -> 1:9.2p1-2+deb12u3 (dpkg upgrade, verified)`.
+pub fn package_line(p: &crate::event::PackageInfo) -> String {
+    let versions = match &p.old_version {
+        Some(old) if old != &p.version => format!("{old} -> {}", p.version),
+        _ => p.version.clone(),
+    };
+    let action = p
+        .action
+        .as_deref()
+        .unwrap_or("changed outside the package manager");
+    let verified = if p.verified {
+        "verified"
+    } else {
+        "NOT verified"
+    };
+    format!("{} {versions} ({} {action}, {verified})", p.name, p.manager)
+}
+
+/// `vim[4711] uid=root (login alice)`.
+pub fn actor_line(a: &crate::event::Actor) -> String {
+    let mut s = format!("{}[{}]", a.comm.as_deref().unwrap_or("?"), a.pid);
+    match (&a.user, a.uid) {
+        (Some(u), _) => s.push_str(&format!(" uid={u}")),
+        (None, Some(uid)) => s.push_str(&format!(" uid={uid}")),
+        _ => {}
+    }
+    if let Some(login) = &a.login_user {
+        s.push_str(&format!(" (login {login})"));
+    }
+    if let Some(unit) = &a.unit {
+        s.push_str(&format!(" unit={unit}"));
+    }
+    escape_bytes(s.as_bytes())
 }
 
 /// The event as plain text lines (ServiceNow, Jira DC, Jira ADF code blocks).
@@ -308,53 +284,11 @@ mod tests {
             id: Some(1),
             time: "2026-11-30T08:00:00Z".into(),
             host: "web1".into(),
-            source: Source::Inotify,
-            event: EventKind::Modified,
-            path: path.into(),
-            path_hex: None,
             changed: vec!["sha256".into()],
-            old: None,
-            new: None,
             sensitive,
             diff: Some("-a\n+b".into()),
+            ..Event::new(Source::Inotify, EventKind::Modified, path)
         }
-    }
-
-    #[test]
-    fn severity_table() {
-        let high = [
-            "/root/.ssh/authorized_keys",
-            "/home/u/.ssh/authorized_keys2",
-            "/etc/sudoers",
-            "/etc/sudoers.d/90-cloud",
-            "/etc/systemd/system/evil.service",
-            "/usr/lib/systemd/system/ssh.service",
-            "/lib/systemd/system/cron.service",
-            "/etc/init.d/ssh",
-            "/etc/rc.local",
-            "/etc/rc2.d/S01x",
-            "/etc/crontab",
-            "/etc/cron.d/job",
-            "/etc/cron.daily/logrotate",
-            "/var/spool/cron/crontabs/root",
-            "/etc/ld.so.preload",
-            "/etc/ssh/sshd_config",
-            "/etc/ssh/sshd_config.d/50-cloud.conf",
-            "/etc/pam.d/sshd",
-            "/home/u/.config/systemd/user/x.service",
-        ];
-        for p in high {
-            assert_eq!(severity(&ev(p, false)), Severity::High, "{p}");
-        }
-        for p in [
-            "/etc/nginx/nginx.conf",
-            "/etc/hosts",
-            "/etc/ssh/ssh_config",
-            "/etc/rcfoo",
-        ] {
-            assert_eq!(severity(&ev(p, false)), Severity::Medium, "{p}");
-        }
-        assert_eq!(severity(&ev("/etc/app.conf", true)), Severity::High);
     }
 
     #[test]

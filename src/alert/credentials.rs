@@ -333,6 +333,7 @@ mod tests {
         let mut n = NotifyConfig {
             slack: Some(SlackConfig {
                 webhook_url: Secret::new("https://file.example/S"),
+                ..Default::default()
             }),
             ..NotifyConfig::default()
         };

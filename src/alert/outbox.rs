@@ -57,13 +57,18 @@ pub(crate) const ID_CHUNK: usize = 500;
 /// inserted the events). Duplicates of an existing (event, sink) row are ignored.
 pub async fn enqueue(
     tx: &mut Transaction<'_, Sqlite>,
-    event_ids: &[i64],
-    sinks: &[&str],
+    events: &[(i64, crate::event::Severity)],
+    sinks: &[crate::config::SinkRoute],
     now_ns: i64,
 ) -> Result<(), sqlx::Error> {
-    let pairs: Vec<(i64, &str)> = event_ids
+    let pairs: Vec<(i64, &str)> = events
         .iter()
-        .flat_map(|&e| sinks.iter().map(move |&s| (e, s)))
+        .flat_map(|&(e, severity)| {
+            sinks
+                .iter()
+                .filter(move |s| s.takes(severity))
+                .map(move |s| (e, s.name))
+        })
         .collect();
     for chunk in pairs.chunks(INSERT_CHUNK) {
         let mut q: QueryBuilder<Sqlite> =

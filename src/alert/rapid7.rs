@@ -10,7 +10,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, RequestBuilder, Url};
 use serde_json::{json, Value};
 
-use super::content::{self, severity, Severity};
+use super::content::{self, severity};
 use super::sink::{check_url, json_body, origin, Batch, Limits, Sink};
 use super::AlertError;
 use crate::config::notify::Rapid7Config;
@@ -114,11 +114,12 @@ fn render(batch: &Batch) -> Result<Vec<u8>, AlertError> {
                 "detected_at": e.time, "source": e.source.as_str(), "sensitive": e.sensitive})
         })
         .collect();
-    let top = if batch.high > 0 {
-        Severity::High
-    } else {
-        Severity::Medium
-    };
+    let top = batch
+        .events
+        .iter()
+        .map(severity)
+        .max()
+        .unwrap_or(crate::event::Severity::Medium);
     let first = batch.events.first();
     let body = json!({
         "source": "fimd", "fimd_version": env!("CARGO_PKG_VERSION"), "test": batch.test,

@@ -17,7 +17,7 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::content::{self, severity, Severity};
+use super::content;
 use super::outbox::{self, DueRow, Resolution};
 use super::sink::{excerpt, http_outcome, redact, Batch, Outcome, Sink};
 use super::{AlertError, Sinks};
@@ -145,7 +145,7 @@ async fn build_batch(
     let high = events
         .iter()
         .chain(rest.iter())
-        .filter(|e| severity(e) == Severity::High)
+        .filter(|e| content::is_high(e))
         .count();
     Ok(Batch {
         host: host.to_string(),
@@ -434,18 +434,11 @@ pub async fn run_worker(
 pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)> {
     let now = now_ns();
     let event = Event {
-        id: None,
         time: rfc3339_ns(now),
         host: sinks.host().to_string(),
-        source: Source::Check,
-        event: EventKind::Modified,
-        path: "/etc/fimd/notify-test".to_string(),
-        path_hex: None,
         changed: vec!["sha256".to_string()],
-        old: None,
-        new: None,
-        sensitive: false,
-        diff: None,
+        reason: "a test alert sent by fimd notify-test".to_string(),
+        ..Event::new(Source::Check, EventKind::Modified, "/etc/fimd/notify-test")
     };
     let batch = Batch {
         host: sinks.host().to_string(),

@@ -13,7 +13,16 @@ pub async fn events(
     since: Option<String>,
     path: Option<String>,
     limit: Option<usize>,
+    severity: Option<String>,
 ) -> Result<Exit, CmdError> {
+    let min_severity = match severity {
+        Some(s) => Some(crate::event::Severity::parse(&s).ok_or_else(|| {
+            CmdError::Usage(format!(
+                "--severity {s:?}: expected one of critical, high, medium, low, info"
+            ))
+        })?),
+        None => None,
+    };
     let since_ns = match since {
         Some(s) => Some(crate::timefmt::parse_since(&s).ok_or_else(|| {
             CmdError::Usage(format!("--since {s:?}: expected an RFC 3339 time (2026-11-30T08:00:00Z) or a duration (1h)"))
@@ -30,6 +39,7 @@ pub async fn events(
             since_ns,
             path,
             limit,
+            min_severity,
         })
         .await?;
     let mut out = String::new();

@@ -62,8 +62,14 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     }
     let started = Instant::now();
     let pipeline = ctx.pipeline(store.clone(), full)?;
+    if !dry_run {
+        crate::explain::rate_unrated(&store, &pipeline.explain).await?;
+    }
     let mode = if dry_run { Mode::DryRun } else { Mode::Record };
-    let report = pipeline.full_scan(mode, Source::Check, &|_| {}).await?;
+    let mut report = pipeline.full_scan(mode, Source::Check, &|_| {}).await?;
+    pipeline
+        .settle_deferred(&mut report, mode, Source::Check)
+        .await?;
     if !dry_run && !ctx.sinks.is_empty() {
         // Deliver before exiting (bounded); what is left stays queued for the daemon.
         match crate::alert::flush(store.pool(), &ctx.sinks, &ctx.cfg.notify, CHECK_FLUSH_WAIT).await
@@ -110,7 +116,8 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     })
 }
 
-/// `modified  /etc/ssh/sshd_config  (sha256 size mtime)`.
+/// `medium   modified  /etc/ssh/sshd_config  (sha256 size mtime)  -- locally modified conffile
+/// by vim[4711] uid=root (login alice)  pkg openssh-server 1:9.2p1-2 verified`.
 pub fn human_line(e: &Event) -> String {
     let changed = if e.changed.is_empty() {
         String::new()
@@ -118,11 +125,38 @@ pub fn human_line(e: &Event) -> String {
         format!("  ({})", e.changed.join(" "))
     };
     let sensitive = if e.sensitive { "  [sensitive]" } else { "" };
-    format!(
-        "{:<9} {}{changed}{sensitive}\n",
+    let from = e
+        .from_buf()
+        .map(|f| format!("  from {}", display_path(&f)))
+        .unwrap_or_default();
+    let mut line = format!(
+        "{:<8} {:<9} {}{from}{changed}{sensitive}",
+        e.severity.as_str(),
         e.event.as_str(),
         display_path(&e.path_buf())
-    )
+    );
+    if !e.reason.is_empty() {
+        line += &format!("  -- {}", crate::event::escape_bytes(e.reason.as_bytes()));
+    }
+    if let Some(a) = &e.actor {
+        line += &format!("  by {}", crate::alert::content::actor_line(a));
+    }
+    if let Some(p) = &e.package {
+        let versions = match &p.old_version {
+            Some(old) if *old != p.version => format!("{old} -> {}", p.version),
+            _ => p.version.clone(),
+        };
+        let verified = if p.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        };
+        line += &crate::event::escape_bytes(
+            format!("  pkg {} {versions} {verified}", p.name).as_bytes(),
+        );
+    }
+    line.push('\n');
+    line
 }
 
 fn summary(events: &[Event]) -> String {
@@ -130,8 +164,12 @@ fn summary(events: &[Event]) -> String {
         return "no changes".to_string();
     }
     let n = |k: EventKind| events.iter().filter(|e| e.event == k).count();
+    let renamed = match n(EventKind::Renamed) {
+        0 => String::new(),
+        r => format!(", {r} renamed"),
+    };
     format!(
-        "{} changes: {} added, {} removed, {} modified",
+        "{} changes: {} added, {} removed, {} modified{renamed}",
         events.len(),
         n(EventKind::Added),
         n(EventKind::Removed),

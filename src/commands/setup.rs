@@ -72,7 +72,7 @@ impl Context {
             store,
             &self.cfg,
             self.policy.clone(),
-            self.sinks.names(),
+            self.cfg.notify.routes_for(&self.sinks.names()),
             full,
         )
         .map_err(|e| CmdError::Io(format!("cannot start hashing threads: {e}")))

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use notify::{NotifyConfig, Secret};
+pub use notify::{NotifyConfig, Secret, SinkRoute};
+
+use crate::event::Severity;
 
 /// Where `fimd` looks when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/fimd/fimd.toml";
@@ -53,6 +55,8 @@ pub struct Config {
     pub users: UsersConfig,
     #[serde(default)]
     pub notify: NotifyConfig,
+    #[serde(default)]
+    pub packages: PackagesConfig,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             sensitive: SensitiveConfig::default(),
             users: UsersConfig::default(),
             notify: NotifyConfig::default(),
+            packages: PackagesConfig::default(),
         }
     }
 }
@@ -140,10 +145,63 @@ pub struct WatchConfig {
     /// Always wins; excluded directories are not descended into.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// `high` or `critical`: the lowest severity of an unexplained change below this watch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// `[packages]`: explain changes with the package managers' own records (DESIGN.md "Packages").
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PackagesConfig {
+    /// Off automatically when no package database is found.
+    pub enabled: bool,
+    /// The file system the package databases describe (`dpkg --root` / `rpm --root`).
+    pub root: PathBuf,
+    /// dpkg's admin directory; empty = `<root>/var/lib/dpkg`.
+    pub dpkg_admin_dir: PathBuf,
+    /// The directory holding `rpmdb.sqlite`, or `auto` (`<root>/usr/lib/sysimage/rpm`, then
+    /// `<root>/var/lib/rpm`).
+    pub rpm_db: String,
+    /// The longest a change waits for a running transaction to record its digests.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+impl Default for PackagesConfig {
+    fn default() -> Self {
+        PackagesConfig {
+            enabled: true,
+            root: PathBuf::from("/"),
+            dpkg_admin_dir: PathBuf::new(),
+            rpm_db: "auto".to_string(),
+            settle: Duration::from_secs(600),
+        }
+    }
+}
+
+impl PackagesConfig {
+    /// dpkg's admin directory (`dpkg_admin_dir`, or `<root>/var/lib/dpkg`).
+    pub fn dpkg_admin_dir(&self) -> PathBuf {
+        if self.dpkg_admin_dir.as_os_str().is_empty() {
+            self.root.join("var/lib/dpkg")
+        } else {
+            self.dpkg_admin_dir.clone()
+        }
+    }
+
+    /// The rpmdb directory, if there is one.
+    pub fn rpm_db_dir(&self) -> Option<PathBuf> {
+        if self.rpm_db == "auto" {
+            crate::packages::rpm::find_db(&self.root)
+        } else {
+            Some(PathBuf::from(&self.rpm_db))
+        }
+    }
 }
 
 /// `[sensitive]`: only classifies, never selects.
@@ -220,6 +278,7 @@ fn watch(path: &str, extensions: &[&str], include: &[&str], exclude: &[&str]) ->
         extensions: strings(extensions),
         include: strings(include),
         exclude: strings(exclude),
+        severity: None,
     }
 }
 
@@ -272,6 +331,30 @@ pub fn default_watches() -> Vec<WatchConfig> {
         ),
         watch("/lib/systemd/system", &[], &[], &[]),
         watch("/usr/lib/systemd/system", &[], &[], &[]),
+        watch("/usr/bin", &[], &[], &[]),
+        watch("/usr/sbin", &[], &[], &[]),
+        watch("/usr/local/bin", &[], &[], &[]),
+        watch("/usr/local/sbin", &[], &[], &[]),
+        watch("/boot", &[], &[], &[]),
+        watch("/usr/lib/x86_64-linux-gnu/security", &[], &[], &[]),
+        watch("/usr/lib64/security", &[], &[], &[]),
+        watch(
+            "/var/lib/dpkg/info",
+            &[
+                ".md5sums",
+                ".list",
+                ".conffiles",
+                ".preinst",
+                ".postinst",
+                ".prerm",
+                ".postrm",
+                ".triggers",
+            ],
+            &[],
+            &[],
+        ),
+        watch("/var/lib/rpm", &[], &[], &[]),
+        watch("/usr/lib/sysimage/rpm", &[], &[], &[]),
         watch("/var/spool/cron", &[], &[], &[]),
         watch("/usr/local/nagios/etc", &[], &[], &[]),
         watch(
@@ -363,6 +446,12 @@ impl Config {
                     w.path
                 )));
             }
+            if let Some(s) = w.severity.filter(|s| *s < Severity::High) {
+                return Err(bad(format!(
+                    "watch[{i}].severity {:?}: a watch can only raise unexplained changes to \"high\" or \"critical\"",
+                    s.as_str()
+                )));
+            }
             if let Some(e) = w
                 .extensions
                 .iter()
@@ -377,6 +466,16 @@ impl Config {
             if !p.is_absolute() {
                 return Err(bad(format!("sensitive.paths[{i}] {p:?} must be absolute")));
             }
+        }
+        let p = &self.packages;
+        if !p.root.is_absolute() {
+            return Err(bad(format!("packages.root {:?} must be absolute", p.root)));
+        }
+        if p.rpm_db != "auto" && !Path::new(&p.rpm_db).is_absolute() {
+            return Err(bad(format!(
+                "packages.rpm_db {:?} must be \"auto\" or an absolute path",
+                p.rpm_db
+            )));
         }
         let n = &self.notify;
         if n.backoff_initial.is_zero() || n.backoff_initial > n.backoff_max {

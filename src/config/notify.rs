@@ -2,6 +2,8 @@
 //! Secrets are held in [`Secret`], whose Debug/Display never show the value.
 
 use serde::{Deserialize, Serialize};
+
+use crate::event::Severity;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -58,6 +60,9 @@ pub struct NotifyConfig {
     pub backoff_initial: Duration,
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// The default `min_severity` of every sink: `low` sends verified package changes too;
+    /// `medium` keeps sinks quiet during `apt upgrade` and loud for a replaced binary.
+    pub min_severity: Severity,
     pub slack: Option<SlackConfig>,
     pub teams: Option<TeamsConfig>,
     pub jira: Option<JiraConfig>,
@@ -74,6 +79,7 @@ impl Default for NotifyConfig {
             retry_for: Duration::from_secs(24 * 3600),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            min_severity: Severity::Low,
             slack: None,
             teams: None,
             jira: None,
@@ -108,6 +114,47 @@ impl NotifyConfig {
         }
         v
     }
+
+    /// Each configured sink with the lowest severity it receives.
+    pub fn routes(&self) -> Vec<SinkRoute> {
+        self.routes_for(&self.sink_names())
+    }
+
+    /// These sinks (configured here or by flags) with the lowest severity each receives.
+    pub fn routes_for(&self, names: &[&'static str]) -> Vec<SinkRoute> {
+        let own = |name: &'static str| -> Option<Option<Severity>> {
+            Some(match name {
+                "slack" => self.slack.as_ref()?.min_severity,
+                "teams" => self.teams.as_ref()?.min_severity,
+                "jira" => self.jira.as_ref()?.min_severity,
+                "servicenow" => self.servicenow.as_ref()?.min_severity,
+                "rapid7" => self.rapid7.as_ref()?.min_severity,
+                "webhook" => self.webhook.as_ref()?.min_severity,
+                _ => None,
+            })
+        };
+        names
+            .iter()
+            .map(|&name| SinkRoute {
+                name,
+                min: own(name).flatten().unwrap_or(self.min_severity),
+            })
+            .collect()
+    }
+}
+
+/// A sink and the lowest severity it receives: the outbox gets a row for an event only when
+/// the event is at least that severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkRoute {
+    pub name: &'static str,
+    pub min: Severity,
+}
+
+impl SinkRoute {
+    pub fn takes(&self, severity: Severity) -> bool {
+        severity >= self.min
+    }
 }
 
 /// `[notify.slack]`: an incoming webhook; the URL is the credential.
@@ -120,6 +167,9 @@ impl NotifyConfig {
 pub struct SlackConfig {
     #[serde(default)]
     pub webhook_url: Secret,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 /// `[notify.teams]`: a Workflows webhook (Adaptive Card payload); the URL is the credential.
@@ -128,6 +178,9 @@ pub struct SlackConfig {
 pub struct TeamsConfig {
     #[serde(default)]
     pub webhook_url: Secret,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 /// `[notify.jira]`.
@@ -146,6 +199,9 @@ pub struct JiraConfig {
     pub project_key: String,
     #[serde(default = "default_issue_type")]
     pub issue_type: String,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 impl Default for JiraConfig {
@@ -156,6 +212,7 @@ impl Default for JiraConfig {
             api_token: Secret::default(),
             project_key: String::new(),
             issue_type: default_issue_type(),
+            min_severity: None,
         }
     }
 }
@@ -178,6 +235,9 @@ pub struct ServiceNowConfig {
     pub password: Secret,
     #[serde(default = "default_table")]
     pub table: String,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 impl Default for ServiceNowConfig {
@@ -188,6 +248,7 @@ impl Default for ServiceNowConfig {
             user: String::new(),
             password: Secret::default(),
             table: default_table(),
+            min_severity: None,
         }
     }
 }
@@ -210,6 +271,9 @@ pub struct Rapid7Config {
     /// The full trigger URL (overrides region + workflow_id); a credential.
     #[serde(default)]
     pub url: Secret,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 impl Default for Rapid7Config {
@@ -219,6 +283,7 @@ impl Default for Rapid7Config {
             workflow_id: Secret::default(),
             region: default_region(),
             url: Secret::default(),
+            min_severity: None,
         }
     }
 }
@@ -238,6 +303,9 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
 }
 
 #[cfg(test)]
@@ -249,7 +317,10 @@ mod tests {
         let s = Secret::new("hunter2-MARKER");
         assert_eq!(format!("{s:?} {s}"), "**REDACTED** **REDACTED**");
         assert_eq!(s.fingerprint().len(), 8);
-        let cfg = SlackConfig { webhook_url: s };
+        let cfg = SlackConfig {
+            webhook_url: s,
+            ..Default::default()
+        };
         assert!(!format!("{cfg:?}").contains("MARKER"));
     }
 }

@@ -309,7 +309,8 @@ impl Daemon {
         policy: &Arc<Policy>,
         sinks: Vec<&'static str>,
     ) -> Result<Pipeline, DaemonError> {
-        Pipeline::for_config(self.store.clone(), cfg, policy.clone(), sinks, false)
+        let routes = cfg.notify.routes_for(&sinks);
+        Pipeline::for_config(self.store.clone(), cfg, policy.clone(), routes, false)
             .map(|p| {
                 p.with_cancel(self.token.clone())
                     .with_wake(self.wake.clone())

@@ -8,6 +8,7 @@
 //! unit of work is retried as a full rescan with backoff, and five failures in a row end the
 //! daemon with an error (systemd's `Restart=on-failure` takes over).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,16 @@ pub enum Work {
         pipeline: Box<Pipeline>,
         old_policy: Arc<Policy>,
     },
+    /// Look again at the changes the explain stage deferred (made by the worker itself).
+    Deferred,
+}
+
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Why a full rescan runs.
@@ -92,7 +103,14 @@ pub struct Worker {
     published_watches: Option<usize>,
     watches_counted: Option<Instant>,
     failures: u32,
+    /// Changes the explain stage deferred (a package transaction runs), by source: scanned
+    /// again at `retry_at`.
+    deferred: BTreeMap<PathBuf, Source>,
+    retry_at: Option<tokio::time::Instant>,
 }
+
+/// How often deferred changes are looked at again while a package transaction runs.
+const DEFERRED_RETRY: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub fn new(
@@ -114,6 +132,8 @@ impl Worker {
             published_watches: None,
             watches_counted: None,
             failures: 0,
+            deferred: BTreeMap::new(),
+            retry_at: None,
         }
     }
 
@@ -136,6 +156,10 @@ impl Worker {
                 _ = ticker.tick() => {
                     self.idle_tick().await;
                     continue;
+                }
+                _ = sleep_until(self.retry_at) => {
+                    self.retry_at = None;
+                    Work::Deferred
                 }
             };
             let mut result = self.handle(work).await;
@@ -161,6 +185,14 @@ impl Worker {
     /// False when cancelled before the baseline was complete.
     async fn startup(&mut self) -> Result<bool, StoreError> {
         let store = self.pipeline.store.clone();
+        tracing::info!(
+            packages = %self.pipeline.explain.describe(),
+            "package databases used to explain changes"
+        );
+        let rated = crate::explain::rate_unrated(&store, &self.pipeline.explain).await?;
+        if rated > 0 {
+            tracing::info!(events = rated, "older events rated by severity");
+        }
         if store.has_baseline().await? {
             sdnotify::ready("baseline loaded; startup rescan");
             self.full(Reason::Startup).await?;
@@ -201,6 +233,27 @@ impl Worker {
                     .scan_paths(Mode::Record, paths, Source::Inotify, &|_| hb.beat(None))
                     .await?;
                 log_report("inotify", &report);
+                self.defer(report.deferred, Source::Inotify);
+                Ok(())
+            }
+            Work::Deferred => {
+                let mut by_source: BTreeMap<&'static str, (Source, Vec<PathBuf>)> = BTreeMap::new();
+                for (path, source) in std::mem::take(&mut self.deferred) {
+                    by_source
+                        .entry(source.as_str())
+                        .or_insert_with(|| (source, Vec::new()))
+                        .1
+                        .push(path);
+                }
+                for (_, (source, paths)) in by_source {
+                    let hb = &self.heartbeat;
+                    let report = self
+                        .pipeline
+                        .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
+                        .await?;
+                    log_report("deferred", &report);
+                    self.defer(report.deferred, source);
+                }
                 Ok(())
             }
             Work::FullRescan(reason) => self.full(reason).await,
@@ -239,10 +292,11 @@ impl Worker {
         sdnotify::status(&format!("full rescan ({reason:?})"));
         let started = Instant::now();
         let hb = &self.heartbeat;
-        let report = self
+        let mut report = self
             .pipeline
             .full_scan(Mode::Record, Source::Rescan, &|_| hb.beat(None))
             .await?;
+        self.defer(std::mem::take(&mut report.deferred), Source::Rescan);
         if report.interrupted {
             return Ok(());
         }
@@ -261,6 +315,23 @@ impl Worker {
         );
         sdnotify::status(&format!("watching; last full rescan {now}"));
         Ok(())
+    }
+
+    /// Keep deferred changes to look at again shortly (the explain stage bounds how long).
+    fn defer(&mut self, paths: Vec<PathBuf>, source: Source) {
+        if paths.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            changes = paths.len(),
+            "waiting for a package transaction to record its digests"
+        );
+        for p in paths {
+            self.deferred.entry(p).or_insert(source);
+        }
+        if self.retry_at.is_none() {
+            self.retry_at = Some(tokio::time::Instant::now() + DEFERRED_RETRY);
+        }
     }
 
     /// Idle: ping the watchdog, publish the queue depth when it changed.

@@ -19,13 +19,15 @@ use rayon::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, SinkRoute};
 use crate::event::{Event, EventKind, Source};
+use crate::explain::Explainer;
 use crate::policy::Policy;
 use crate::scan::{self, Outcome, ScanSettings, WalkReport};
 use crate::state::{FileKind, Recorded};
 use crate::store::{Batch, Store, StoreError};
 use crate::timefmt::{now_ns, rfc3339_ns};
+use record::Draft;
 
 /// What a scan does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,9 @@ pub struct ScanReport {
     /// Stopped early by cancellation: what was committed stands, removals were not looked
     /// for and `last_full_scan` was not advanced.
     pub interrupted: bool,
+    /// Changes the explain stage deferred (a package transaction may still record their
+    /// digests): nothing was written for them; scan them again shortly.
+    pub deferred: Vec<PathBuf>,
 }
 
 impl ScanReport {
@@ -80,8 +85,10 @@ pub struct Pipeline {
     pub policy: Arc<Policy>,
     pub settings: ScanSettings,
     pub host: String,
-    /// Sinks that get one outbox row per event.
-    pub sinks: Vec<&'static str>,
+    /// Sinks that get one outbox row per event at or above their `min_severity`.
+    pub sinks: Vec<SinkRoute>,
+    /// The explain stage (package verdicts, severity).
+    pub explain: Arc<Explainer>,
     pool: Arc<rayon::ThreadPool>,
     /// Checked between committed batches; a cancelled scan stops at the next batch boundary.
     cancel: CancellationToken,
@@ -99,7 +106,7 @@ impl Pipeline {
         policy: Arc<Policy>,
         settings: ScanSettings,
         host: String,
-        sinks: Vec<&'static str>,
+        sinks: Vec<SinkRoute>,
         workers: usize,
         low_priority: bool,
     ) -> std::io::Result<Pipeline> {
@@ -114,6 +121,7 @@ impl Pipeline {
             .build()
             .map_err(std::io::Error::other)?;
         Ok(Pipeline {
+            explain: Arc::new(Explainer::without_packages(policy.clone())),
             store,
             policy,
             settings,
@@ -131,7 +139,7 @@ impl Pipeline {
         store: Store,
         cfg: &Config,
         policy: Arc<Policy>,
-        sinks: Vec<&'static str>,
+        sinks: Vec<SinkRoute>,
         full: bool,
     ) -> std::io::Result<Pipeline> {
         let settings = ScanSettings {
@@ -140,7 +148,8 @@ impl Pipeline {
             full,
             rate: scan::governor::RateLimit::new(cfg.daemon.hash_rate).map(Arc::new),
         };
-        Pipeline::new(
+        let explain = Arc::new(Explainer::load(&cfg.packages, policy.clone()));
+        Ok(Pipeline::new(
             store,
             policy,
             settings,
@@ -148,7 +157,14 @@ impl Pipeline {
             sinks,
             cfg.hash_workers(),
             cfg.daemon.low_priority,
-        )
+        )?
+        .with_explainer(explain))
+    }
+
+    /// Explain changes with this explain stage (package databases loaded).
+    pub fn with_explainer(mut self, explain: Arc<Explainer>) -> Pipeline {
+        self.explain = explain;
+        self
     }
 
     /// A scan's helper task died (a panic): one clear error naming the database.
@@ -265,7 +281,8 @@ impl Pipeline {
                     (o, old)
                 })
                 .collect();
-            self.add_outcomes(pairs, mode, source, &mut pending).await?;
+            self.add_outcomes(pairs, mode, source, &mut pending, &mut report.deferred)
+                .await?;
             if batch_full(&pending) {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
@@ -282,15 +299,9 @@ impl Pipeline {
             self.flush(&mut pending, mode, &mut report).await?;
             return Ok(report);
         }
-        self.add_gone(
-            &baseline,
-            &seen,
-            &walk,
-            in_scope,
-            mode,
-            source,
-            &mut pending,
-        );
+        let gone = self.add_gone(&baseline, &seen, &walk, in_scope, mode, source);
+        self.finish(gone, &mut pending, &mut report.deferred)
+            .await?;
         pending.meta.extend(meta);
         self.flush(&mut pending, mode, &mut report).await?;
         Ok(report)
@@ -307,8 +318,7 @@ impl Pipeline {
         in_scope: &(dyn Fn(&Path) -> bool + Sync),
         mode: Mode,
         source: Source,
-        pending: &mut Batch,
-    ) {
+    ) -> Vec<Draft> {
         let mut gone: Vec<(&PathBuf, &Recorded)> = baseline
             .iter()
             .filter(|(p, _)| {
@@ -318,23 +328,19 @@ impl Pipeline {
             })
             .collect();
         gone.sort_by(|a, b| a.0.cmp(b.0));
-        for (path, old) in gone {
-            self.add_removed(path.clone(), old.clone(), mode, source, pending);
-        }
+        gone.into_iter()
+            .map(|(path, old)| self.removed(path.clone(), old.clone(), mode, source))
+            .collect()
     }
 
     /// A baseline row whose path is gone from disk: `removed` when it is still monitored (and
     /// not a directory), silently forgotten otherwise.
-    fn add_removed(
-        &self,
-        path: PathBuf,
-        old: Recorded,
-        mode: Mode,
-        source: Source,
-        pending: &mut Batch,
-    ) {
-        if mode != Mode::Baseline && old.state.kind != FileKind::Dir && self.policy.selects(&path) {
-            pending.events.push(self.event(
+    fn removed(&self, path: PathBuf, old: Recorded, mode: Mode, source: Source) -> Draft {
+        let event = (mode != Mode::Baseline
+            && old.state.kind != FileKind::Dir
+            && self.policy.selects(&path))
+        .then(|| {
+            self.event(
                 EventKind::Removed,
                 &path,
                 Some(&old.state),
@@ -343,8 +349,8 @@ impl Pipeline {
                 old.sensitive,
                 None,
                 source,
-            ));
-        }
-        pending.deletes.push(path);
+            )
+        });
+        Draft::removed(path, old, event)
     }
 }

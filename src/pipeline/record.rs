@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{Mode, Pipeline, ScanReport};
-use crate::event::{display_path, path_for_json, Event, EventKind, Source, StateJson};
+use crate::event::{display_path, path_for_json, Event, EventKind, Severity, Source, StateJson};
+use crate::explain::{Change, Explainer, Verdict};
 use crate::scan::{Outcome, Scanned};
 use crate::state::{compare, FileKind, FileState, Recorded};
 use crate::store::{Batch, StoreError};
@@ -86,12 +87,15 @@ impl Pipeline {
     }
 
     /// Turn scan outcomes (each with its baseline row, if any) into baseline writes and events.
+    /// Paths the explain stage defers (a package transaction may still record their digest)
+    /// are left untouched and listed in `deferred`.
     pub(super) async fn add_outcomes(
         &self,
         outcomes: Vec<(Outcome, Option<Recorded>)>,
         mode: Mode,
         source: Source,
         batch: &mut Batch,
+        deferred: &mut Vec<PathBuf>,
     ) -> Result<(), StoreError> {
         // Old texts for the diffs of modified text files, fetched in one query.
         let want_text: Vec<&Path> = outcomes
@@ -109,6 +113,7 @@ impl Pipeline {
         } else {
             self.store.load_texts(&want_text).await?
         };
+        let mut drafts = Vec::new();
         for (o, old) in outcomes {
             match o {
                 Outcome::Vanished(_) => {}
@@ -129,23 +134,69 @@ impl Pipeline {
                     }
                 }
                 Outcome::Entry(s) => {
-                    self.add_entry(s, old.as_ref(), mode, source, &old_texts, batch);
+                    drafts.extend(self.draft_entry(s, old.as_ref(), mode, source, &old_texts));
                 }
+            }
+        }
+        self.finish(drafts, batch, deferred).await
+    }
+
+    /// Explain the drafts' events and stamp their baseline rows (on a blocking thread: the
+    /// explain stage may read a file to check its package digest), then put them in `batch`.
+    pub(super) async fn finish(
+        &self,
+        mut drafts: Vec<Draft>,
+        batch: &mut Batch,
+        deferred: &mut Vec<PathBuf>,
+    ) -> Result<(), StoreError> {
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        let explainer = self.explain.clone();
+        drafts = tokio::task::spawn_blocking(move || {
+            explainer.refresh();
+            for d in &mut drafts {
+                d.explain(&explainer);
+            }
+            drafts
+        })
+        .await
+        .map_err(|e| self.task_failed("explain", e))?;
+        for d in drafts {
+            if d.deferred {
+                deferred.push(d.path);
+                continue;
+            }
+            if let Some(e) = d.event {
+                batch.events.push(e);
+            }
+            if d.delete {
+                batch.deletes.push(d.path.clone());
+            }
+            match d.text_put {
+                Some(text) => {
+                    batch.text_bytes += text.len();
+                    batch.text_puts.push((d.path.clone(), text));
+                }
+                None if d.text_delete => batch.text_deletes.push(d.path.clone()),
+                None => {}
+            }
+            if let Some(r) = d.upsert {
+                batch.upserts.push((d.path, r));
             }
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add_entry(
+    /// The draft for one scanned path, `None` when nothing is to be written.
+    fn draft_entry(
         &self,
         mut s: Scanned,
         old: Option<&Recorded>,
         mode: Mode,
         source: Source,
         old_texts: &HashMap<PathBuf, Vec<u8>>,
-        batch: &mut Batch,
-    ) {
+    ) -> Option<Draft> {
         let hashed_at_ns = if s.hashed_at_ns != 0 {
             s.hashed_at_ns
         } else {
@@ -155,12 +206,14 @@ impl Pipeline {
             state: s.state.clone(),
             sensitive: s.sensitive,
             hashed_at_ns,
+            package: old.and_then(|o| o.package.clone()),
         };
         let is_dir = s.state.kind == FileKind::Dir;
+        let mut event = None;
         match old {
             None => {
                 if mode != Mode::Baseline && !is_dir {
-                    batch.events.push(self.event(
+                    event = Some(self.event(
                         EventKind::Added,
                         &s.path,
                         None,
@@ -181,7 +234,7 @@ impl Pipeline {
                     let settle =
                         s.hashed_at_ns != 0 && crate::scan::is_racy(&old.state, old.hashed_at_ns);
                     if changed.is_empty() && old.sensitive == s.sensitive && !settle {
-                        return;
+                        return None;
                     }
                 } else {
                     let sensitive = old.sensitive || s.sensitive;
@@ -192,7 +245,7 @@ impl Pipeline {
                         _ => None,
                     };
                     let names = changed.iter().map(|a| a.as_str().to_string()).collect();
-                    batch.events.push(self.event(
+                    event = Some(self.event(
                         EventKind::Modified,
                         &s.path,
                         Some(&old.state),
@@ -205,18 +258,21 @@ impl Pipeline {
                 }
             }
         }
-        match s.text.take() {
-            Some(text) if !s.sensitive => {
-                batch.text_bytes += text.len();
-                batch.text_puts.push((s.path.clone(), text));
-            }
-            _ => {
-                if old.is_some() && !is_dir {
-                    batch.text_deletes.push(s.path.clone());
-                }
-            }
-        }
-        batch.upserts.push((s.path, record));
+        let text_put = match s.text.take() {
+            Some(text) if !s.sensitive => Some(text),
+            _ => None,
+        };
+        Some(Draft {
+            text_delete: text_put.is_none() && old.is_some() && !is_dir,
+            text_put,
+            old: event.as_ref().and_then(|_| old.cloned()),
+            new: Some(s.state),
+            event,
+            upsert: Some(record),
+            delete: false,
+            deferred: false,
+            path: s.path,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -234,17 +290,90 @@ impl Pipeline {
         let (path, path_hex) = path_for_json(path);
         Event {
             id: None,
+            uid: None,
             time: rfc3339_ns(now_ns()),
             host: self.host.clone(),
             source,
             event: kind,
             path,
             path_hex,
+            from: None,
+            from_hex: None,
+            severity: Severity::Medium,
+            reason: String::new(),
             changed,
             old: old.map(StateJson::from),
             new: new.map(StateJson::from),
             sensitive,
             diff: if sensitive { None } else { diff },
+            actor: None,
+            package: None,
+        }
+    }
+}
+
+/// One path's pending writes, before the explain stage has rated its event.
+#[derive(Debug)]
+pub(super) struct Draft {
+    pub path: PathBuf,
+    /// The event to record (severity and reason filled in by [`Draft::explain`]).
+    pub event: Option<Event>,
+    /// The baseline row before (only kept when there is an event).
+    pub old: Option<Recorded>,
+    /// The state now (`None`: removed).
+    pub new: Option<FileState>,
+    /// The baseline row to write (its package stamp filled in by [`Draft::explain`]).
+    pub upsert: Option<Recorded>,
+    /// Delete the baseline row (and its contents).
+    pub delete: bool,
+    pub text_put: Option<Vec<u8>>,
+    pub text_delete: bool,
+    /// Set by the explain stage: write nothing now, scan again later.
+    pub deferred: bool,
+}
+
+impl Draft {
+    /// A baseline row gone from disk; `event` is its `removed` event, if it gets one.
+    pub fn removed(path: PathBuf, old: Recorded, event: Option<Event>) -> Draft {
+        Draft {
+            path,
+            old: event.as_ref().map(|_| old),
+            event,
+            new: None,
+            upsert: None,
+            delete: true,
+            text_put: None,
+            text_delete: false,
+            deferred: false,
+        }
+    }
+
+    fn explain(&mut self, explainer: &Explainer) {
+        if let Some(e) = self.event.as_mut() {
+            let change = Change {
+                kind: e.event,
+                path: &self.path,
+                old: self.old.as_ref(),
+                new: self.new.as_ref(),
+                changed: &e.changed,
+                sensitive: e.sensitive,
+            };
+            match explainer.explain(&change) {
+                Verdict::Defer => {
+                    self.deferred = true;
+                    return;
+                }
+                Verdict::Record(x) => {
+                    e.severity = x.severity;
+                    e.reason = x.reason;
+                    e.package = x.package;
+                }
+            }
+        }
+        if let Some(r) = self.upsert.as_mut() {
+            if r.state.kind != FileKind::Dir {
+                r.package = explainer.stamp(&self.path);
+            }
         }
     }
 }

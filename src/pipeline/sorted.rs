@@ -154,11 +154,19 @@ impl Pipeline {
                         .iter()
                         .filter(|(o, _)| matches!(o, Outcome::Entry(s) if s.hashed_at_ns != 0))
                         .count() as u64;
-                    self.add_outcomes(pairs, mode, source, &mut pending).await?;
+                    self.add_outcomes(pairs, mode, source, &mut pending, &mut report.deferred)
+                        .await?;
                 }
                 Item::Gone(rows) => {
-                    for (path, old) in rows {
-                        self.add_removed(path, old, mode, source, &mut pending);
+                    let mut rows = rows.into_iter().peekable();
+                    while rows.peek().is_some() {
+                        let drafts = rows
+                            .by_ref()
+                            .take(COMMIT_ROWS)
+                            .map(|(path, old)| self.removed(path, old, mode, source))
+                            .collect();
+                        self.finish(drafts, &mut pending, &mut report.deferred)
+                            .await?;
                         if pending.deletes.len() >= COMMIT_ROWS {
                             self.flush_overlapped(&mut pending, mode, &mut report, &mut inflight)
                                 .await?;

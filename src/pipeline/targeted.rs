@@ -111,6 +111,31 @@ impl Pipeline {
         .await
     }
 
+    /// Look again at `report`'s deferred changes until none is left (a package transaction
+    /// ended or `[packages] settle` ran out: the explain stage bounds it), adding their events
+    /// to the report. For one-shot scans (`check`); the daemon retries from its own loop.
+    pub async fn settle_deferred(
+        &self,
+        report: &mut ScanReport,
+        mode: Mode,
+        source: Source,
+    ) -> Result<(), StoreError> {
+        if !report.deferred.is_empty() {
+            tracing::info!(
+                changes = report.deferred.len(),
+                "a package transaction is running: waiting for it to record its digests"
+            );
+        }
+        while !report.deferred.is_empty() && !self.cancel.is_cancelled() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let paths = std::mem::take(&mut report.deferred);
+            let again = self.scan_paths(mode, paths, source, &|_| {}).await?;
+            report.events.extend(again.events);
+            report.deferred = again.deferred;
+        }
+        Ok(())
+    }
+
     /// Delete, without events, every baseline row the current policy no longer monitors
     /// (roots removed from the config, files no longer selected). Returns how many.
     pub async fn prune_unmonitored(&self) -> Result<usize, StoreError> {

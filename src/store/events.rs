@@ -11,7 +11,7 @@ use std::path::Path;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use crate::event::{path_for_json, Event, EventKind, Source};
+use crate::event::{path_for_json, Event, EventKind, Severity, Source};
 
 /// Load events by id (ascending), with each diff cut to `diff_chars` characters (`None`: no
 /// diffs at all). A sensitive event's diff is never read.
@@ -23,7 +23,8 @@ pub async fn load_events(
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(30_000) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT id, time, host, source, event, path, changed, old, new, sensitive, ",
+            "SELECT id, uid, time, host, source, event, path, from_path, changed, old, new, sensitive, \
+             severity, reason, actor, package, ",
         );
         match diff_chars {
             // One character more than allowed, so a cut can be marked as such.
@@ -70,19 +71,41 @@ pub(crate) fn event_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Event, sql
     } else {
         row.try_get("diff")?
     };
+    let from: Option<Vec<u8>> = row.try_get("from_path")?;
+    let (from, from_hex) = match from {
+        Some(b) => {
+            let (text, hex) = path_for_json(Path::new(OsStr::from_bytes(&b)));
+            (Some(text), hex)
+        }
+        None => (None, None),
+    };
+    // Rated by the explain stage; an older row not yet rated shows as medium.
+    let severity: Option<String> = row.try_get("severity")?;
+    let severity = severity
+        .as_deref()
+        .and_then(Severity::parse)
+        .unwrap_or(Severity::Medium);
+    let reason: Option<String> = row.try_get("reason")?;
     Ok(Event {
         id: Some(id),
+        uid: row.try_get("uid")?,
         time: row.try_get("time")?,
         host: row.try_get("host")?,
         source: Source::parse(&source).unwrap_or(Source::Check),
         event: EventKind::parse(&kind).unwrap_or(EventKind::Modified),
         path,
         path_hex,
+        from,
+        from_hex,
+        severity,
+        reason: reason.unwrap_or_default(),
         changed,
         old,
         new,
         sensitive,
         diff,
+        actor: json_col("actor")?.and_then(|t| parse_logged(id, "actor", &t)),
+        package: json_col("package")?.and_then(|t| parse_logged(id, "package", &t)),
     })
 }
 

@@ -95,6 +95,9 @@ pub struct Store {
     /// The open transaction of a bulk load (see [`Store::begin_bulk`]): batches are written
     /// into it and committed once, by [`Store::end_bulk`].
     bulk: Arc<Mutex<Option<Bulk>>>,
+    /// This database's instance UUID (`meta.instance`): events' `uid` is `<instance>:<id>`.
+    /// Replaced by `init --force`.
+    instance: Arc<std::sync::RwLock<String>>,
 }
 
 /// A bulk load in progress.
@@ -207,11 +210,32 @@ impl Store {
                 path: path.to_path_buf(),
                 source,
             })?;
+        let instance: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'instance'")
+                .fetch_optional(&pool)
+                .await
+                .map_err(|source| StoreError::Sql {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        let instance = instance.ok_or_else(|| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            message: "no instance id in meta (written by migration 4)".to_string(),
+        })?;
         Ok(Store {
             pool,
             path: path.to_path_buf(),
             bulk: Arc::default(),
+            instance: Arc::new(std::sync::RwLock::new(instance)),
         })
+    }
+
+    /// This database's instance UUID (the first part of every event's `uid`).
+    pub fn instance(&self) -> String {
+        match self.instance.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Start a bulk load (`init`, on a store from [`Store::open_bulk`]): every batch until
@@ -283,3 +307,6 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod upgrade_tests;

@@ -17,7 +17,7 @@ use crate::state::{FileKind, FileState, Recorded};
 
 const BASELINE_SELECT: &str =
     "SELECT path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, inode, nlink, \
-     sha256, link_target, sensitive, hashed_at_ns FROM baseline";
+     sha256, link_target, sensitive, hashed_at_ns, package FROM baseline";
 
 /// Which events `fimd events` prints.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +26,8 @@ pub struct EventFilter {
     pub path: Option<Patterns>,
     /// Only the last N.
     pub limit: Option<usize>,
+    /// Only events of this severity and above.
+    pub min_severity: Option<crate::event::Severity>,
 }
 
 /// What `fimd status` shows.
@@ -89,6 +91,7 @@ impl Store {
             state,
             sensitive: row.try_get(12).map_err(get)?,
             hashed_at_ns: row.try_get(13).map_err(get)?,
+            package: row.try_get(14).map_err(get)?,
         };
         Ok((PathBuf::from(OsStr::from_bytes(&path)), recorded))
     }
@@ -222,6 +225,19 @@ impl Store {
         }
     }
 
+    /// Up to `limit` events not yet rated (recorded before severities existed), oldest first.
+    pub async fn unrated_events(&self, limit: i64) -> Result<Vec<Event>, StoreError> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM events WHERE severity IS NULL ORDER BY id LIMIT ?")
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.sql(e))?;
+        super::events::load_events(&self.pool, &ids, None)
+            .await
+            .map_err(|e| self.sql(e))
+    }
+
     /// A complete baseline exists (an interrupted `init` leaves none).
     pub async fn has_baseline(&self) -> Result<bool, StoreError> {
         Ok(self.meta("baseline_at").await?.is_some())
@@ -241,6 +257,7 @@ impl Store {
                 .path
                 .as_ref()
                 .is_none_or(|p| p.matches(&e.path_buf()))
+                && filter.min_severity.is_none_or(|min| e.severity >= min)
             {
                 out.push(e);
             }

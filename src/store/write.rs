@@ -6,7 +6,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::{Store, StoreError};
-use crate::event::Event;
+use crate::config::SinkRoute;
+use crate::event::{Event, Severity};
 use crate::state::Recorded;
 use crate::timefmt::now_ns;
 
@@ -40,8 +41,8 @@ impl Batch {
     }
 }
 
-const BASELINE_COLS: usize = 14;
-const EVENT_COLS: usize = 12;
+const BASELINE_COLS: usize = 15;
+const EVENT_COLS: usize = 18;
 const MAX_VARS: usize = 32_000;
 
 fn bytes(p: &std::path::Path) -> &[u8] {
@@ -52,7 +53,11 @@ impl Store {
     /// Commit a batch in one `BEGIN IMMEDIATE` transaction: baseline rows, contents, events
     /// (ids assigned here, returned in order) and one outbox row per event and sink. During a
     /// bulk load the batch is written into the bulk transaction instead.
-    pub async fn commit(&self, mut batch: Batch, sinks: &[&str]) -> Result<Vec<Event>, StoreError> {
+    pub async fn commit(
+        &self,
+        mut batch: Batch,
+        sinks: &[SinkRoute],
+    ) -> Result<Vec<Event>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -81,7 +86,7 @@ impl Store {
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         batch: &mut Batch,
-        sinks: &[&str],
+        sinks: &[SinkRoute],
     ) -> Result<(), sqlx::Error> {
         for chunk in batch.deletes.chunks(MAX_VARS / 2) {
             for table in ["baseline", "contents"] {
@@ -98,7 +103,7 @@ impl Store {
         for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO baseline (path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, \
-                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns) ",
+                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns, package) ",
             );
             q.push_values(chunk, |mut b, (path, r)| {
                 let s = &r.state;
@@ -115,7 +120,8 @@ impl Store {
                     .push_bind(s.sha256.map(|h| h.to_vec()))
                     .push_bind(s.link_target.clone())
                     .push_bind(r.sensitive)
-                    .push_bind(r.hashed_at_ns);
+                    .push_bind(r.hashed_at_ns)
+                    .push_bind(r.package.as_deref());
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
@@ -154,41 +160,61 @@ impl Store {
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         events: &mut [Event],
-        sinks: &[&str],
+        sinks: &[SinkRoute],
     ) -> Result<(), sqlx::Error> {
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM events")
-            .fetch_one(&mut **tx)
-            .await?;
+        // Ids are assigned here, inside the write transaction (no other writer): past both the
+        // largest id and AUTOINCREMENT's high-water mark, so an id is never given twice even
+        // when the newest rows were deleted.
+        let next: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0), \
+             COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)) + 1",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        let instance = self.instance();
         for (i, e) in events.iter_mut().enumerate() {
-            e.id = Some(next + i as i64);
+            let id = next + i as i64;
+            e.id = Some(id);
+            e.uid = Some(format!("{instance}:{id}"));
         }
         for chunk in events.chunks(MAX_VARS / EVENT_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (id, time, time_ns, host, source, event, path, changed, old, new, sensitive, diff) ",
+                "INSERT INTO events (id, uid, time, time_ns, host, source, event, path, from_path, \
+                 changed, old, new, sensitive, diff, severity, reason, actor, package) ",
             );
             q.push_values(chunk, |mut b, e| {
                 let time_ns = crate::timefmt::parse_since(&e.time).unwrap_or_else(now_ns);
                 b.push_bind(e.id)
+                    .push_bind(e.uid.as_deref())
                     .push_bind(e.time.as_str())
                     .push_bind(time_ns)
                     .push_bind(e.host.as_str())
                     .push_bind(e.source.as_str())
                     .push_bind(e.event.as_str())
                     .push_bind(bytes(&e.path_buf()).to_vec())
+                    .push_bind(e.from_buf().map(|p| bytes(&p).to_vec()))
                     .push_bind(serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(e.old.as_ref().and_then(|s| serde_json::to_string(s).ok()))
-                    .push_bind(e.new.as_ref().and_then(|s| serde_json::to_string(s).ok()))
+                    .push_bind(json(&e.old))
+                    .push_bind(json(&e.new))
                     .push_bind(e.sensitive)
-                    .push_bind(e.diff.as_deref());
+                    .push_bind(e.diff.as_deref())
+                    .push_bind(e.severity.as_str())
+                    .push_bind(e.reason.as_str())
+                    .push_bind(json(&e.actor))
+                    .push_bind(json(&e.package));
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
-        let ids: Vec<i64> = events.iter().filter_map(|e| e.id).collect();
-        crate::alert::outbox::enqueue(tx, &ids, sinks, now_ns()).await?;
+        let rated: Vec<(i64, Severity)> = events
+            .iter()
+            .filter_map(|e| Some((e.id?, e.severity)))
+            .collect();
+        crate::alert::outbox::enqueue(tx, &rated, sinks, now_ns()).await?;
         Ok(())
     }
 
-    /// Forget the baseline (and its contents) before `init --force`; events are kept.
+    /// Forget the baseline (and its contents) before `init --force`; events are kept. The
+    /// database gets a new instance id: new events are a new history (`uid`s never repeat).
     pub async fn clear_baseline(&self) -> Result<(), StoreError> {
         let mut tx = self
             .pool
@@ -199,8 +225,40 @@ impl Store {
             "DELETE FROM meta WHERE key = 'baseline_at'",
             "DELETE FROM baseline",
             "DELETE FROM contents",
+            "INSERT OR REPLACE INTO meta (key, value) SELECT 'instance', \
+             substr(h, 1, 8) || '-' || substr(h, 9, 4) || '-4' || substr(h, 14, 3) || '-' \
+             || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(h, 18, 3) || '-' || substr(h, 21, 12) \
+             FROM (SELECT lower(hex(randomblob(16))) AS h)",
         ] {
             sqlx::query(stmt)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.sql(e))?;
+        }
+        let instance: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'instance'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.sql(e))?;
+        tx.commit().await.map_err(|e| self.sql(e))?;
+        match self.instance.write() {
+            Ok(mut g) => *g = instance,
+            Err(poisoned) => *poisoned.into_inner() = instance,
+        }
+        Ok(())
+    }
+
+    /// Give events their severity and reason (events recorded before severities existed).
+    pub async fn rate_events(&self, rated: &[(i64, Severity, String)]) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.sql(e))?;
+        for (id, severity, reason) in rated {
+            sqlx::query("UPDATE events SET severity = ?, reason = ? WHERE id = ?")
+                .bind(severity.as_str())
+                .bind(reason)
+                .bind(id)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.sql(e))?;
@@ -228,4 +286,9 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         Ok(())
     }
+}
+
+/// An optional object as JSON text (NULL when absent).
+fn json<T: serde::Serialize>(v: &Option<T>) -> Option<String> {
+    v.as_ref().and_then(|v| serde_json::to_string(v).ok())
 }

@@ -2,6 +2,7 @@
 //! the pipeline does them, config builders, a tracing capture, Basic-auth encoding.
 
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,10 +60,11 @@ pub async fn insert_events(
     let mut ids = Vec::new();
     for chunk in events.chunks(1000) {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (time, time_ns, host, source, event, path, changed, old, new, sensitive, diff) ",
+            "INSERT INTO events (uid, time, time_ns, host, source, event, path, changed, old, new, sensitive, diff, severity, reason) ",
         );
         q.push_values(chunk, |mut b, e| {
-            b.push_bind("2026-11-30T08:00:00.000000000Z")
+            b.push_bind(format!("test-instance:{}", e.path.len()))
+                .push_bind("2026-11-30T08:00:00.000000000Z")
                 .push_bind(now_ns)
                 .push_bind("web1")
                 .push_bind("inotify")
@@ -72,7 +74,10 @@ pub async fn insert_events(
                 .push_bind(state_json(&"ab".repeat(32)))
                 .push_bind(state_json(&"cd".repeat(32)))
                 .push_bind(e.sensitive)
-                .push_bind(e.diff.clone());
+                .push_bind(e.diff.clone())
+                // Rated as the explain stage rates an unexplained change.
+                .push_bind(rated(e).as_str())
+                .push_bind("changed outside any package transaction");
         });
         q.push(" RETURNING id");
         let rows: Vec<(i64,)> = q
@@ -83,11 +88,38 @@ pub async fn insert_events(
         ids.extend(rows.into_iter().map(|r| r.0));
     }
     ids.sort_unstable();
-    fimd::alert::enqueue(&mut tx, &ids, sinks, now_ns)
+    let rated: Vec<(i64, fimd::event::Severity)> = ids
+        .iter()
+        .zip(events)
+        .map(|(&id, e)| (id, rated(e)))
+        .collect();
+    let routes: Vec<fimd::config::SinkRoute> = sinks
+        .iter()
+        .map(|name| fimd::config::SinkRoute {
+            name: leak(name),
+            min: fimd::event::Severity::Low,
+        })
+        .collect();
+    fimd::alert::enqueue(&mut tx, &rated, &routes, now_ns)
         .await
         .expect("enqueue");
     tx.commit().await.expect("commit");
     ids
+}
+
+/// The severity the explain stage gives an unexplained change of this event.
+fn rated(e: &NewEvent) -> fimd::event::Severity {
+    let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&e.path));
+    if e.sensitive || fimd::explain::rules::is_high_path(path) {
+        fimd::event::Severity::High
+    } else {
+        fimd::event::Severity::Medium
+    }
+}
+
+/// Sink names live as long as the test (SinkRoute names are `&'static str`).
+fn leak(name: &str) -> &'static str {
+    Box::leak(name.to_string().into_boxed_str())
 }
 
 /// Fast, deterministic settings: no batch window unless a test sets one.

@@ -187,6 +187,7 @@ async fn jira_data_center_searches_with_v2() {
             api_token: Secret::new("PATPAT"),
             project_key: "OPS".into(),
             issue_type: String::new(),
+            ..Default::default()
         }),
         ..notify_cfg()
     };

@@ -16,6 +16,7 @@ fn slack_cfg(url: String) -> NotifyConfig {
     NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(url),
+            ..Default::default()
         }),
         ..notify_cfg()
     }
@@ -194,9 +195,11 @@ async fn a_burst_of_10000_changes_gives_a_bounded_number_of_requests() {
         batch_window: Duration::from_secs(10),
         slack: Some(SlackConfig {
             webhook_url: Secret::new(mock.url("/slack")),
+            ..Default::default()
         }),
         teams: Some(TeamsConfig {
             webhook_url: Secret::new(mock.url("/teams")),
+            ..Default::default()
         }),
         jira: Some(JiraConfig {
             url: mock.url("/jira"),

@@ -50,9 +50,11 @@ async fn secrets_never_leak() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(slack.url("/services/T0/B0/SLACKMARK")),
+            ..Default::default()
         }),
         teams: Some(TeamsConfig {
             webhook_url: Secret::new(teams.url("/wf?sig=TEAMSMARK")),
+            ..Default::default()
         }),
         jira: Some(JiraConfig {
             url: jira.url(""),
@@ -76,6 +78,7 @@ async fn secrets_never_leak() {
             url: Secret::new(hook.url("/hook?token=HOOKURLMARK")),
             headers,
             secret: Some(Secret::new("HMACMARK")),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -103,6 +106,7 @@ async fn secrets_never_leak() {
     let down = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(format!("http://127.0.0.1:{port}/services/NETMARK")),
+            ..Default::default()
         }),
         ..notify_cfg()
     };

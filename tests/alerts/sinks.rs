@@ -31,6 +31,7 @@ async fn slack_posts_to_the_webhook_url_with_text_and_blocks() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(mock.url("/services/T000/B000/XXXX")),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -71,6 +72,7 @@ async fn teams_sends_an_adaptive_card_and_202_is_success() {
     let cfg = NotifyConfig {
         teams: Some(TeamsConfig {
             webhook_url: Secret::new(url),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -155,6 +157,7 @@ async fn jira_data_center_uses_v2_plain_text_and_bearer() {
             api_token: Secret::new("PATPAT"),
             project_key: "OPS".into(),
             issue_type: "Bug".into(),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -266,6 +269,7 @@ async fn webhook_body_is_exactly_host_and_events_and_is_signed() {
             url: Secret::new(mock.url("/fimd")),
             headers,
             secret: Some(Secret::new("WHSECRET")),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -336,6 +340,7 @@ async fn diffs_stay_out_unless_include_diff() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(mock.url("/s")),
+            ..Default::default()
         }),
         ..notify_cfg()
     };
@@ -359,6 +364,7 @@ fn plain_http_only_for_loopback_and_describe_hides_secrets() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new("http://hooks.example.com/services/SECRETPATH"),
+            ..Default::default()
         }),
         ..NotifyConfig::default()
     };
@@ -372,6 +378,7 @@ fn plain_http_only_for_loopback_and_describe_hides_secrets() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new("https://hooks.slack.com/services/SECRETPATH"),
+            ..Default::default()
         }),
         rapid7: Some(Rapid7Config {
             api_key: Secret::new("K"),

@@ -16,6 +16,7 @@ fn slack_cfg(url: String) -> NotifyConfig {
     NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(url),
+            ..Default::default()
         }),
         ..notify_cfg()
     }
@@ -66,6 +67,7 @@ async fn a_new_worker_resumes_after_a_restart_mid_outage() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(up.url("/s")),
+            ..Default::default()
         }),
         ..cfg
     };
@@ -140,6 +142,7 @@ async fn notify_test_reports_each_sink() {
     let cfg = NotifyConfig {
         slack: Some(SlackConfig {
             webhook_url: Secret::new(ok.url("/s")),
+            ..Default::default()
         }),
         jira: Some(JiraConfig {
             url: bad.url(""),
