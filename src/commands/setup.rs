@@ -116,7 +116,14 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
         } else {
             "directory"
         };
-        out += &format!("  {kind} {}{canon}{state}\n", display_path(&w.configured));
+        let floor = w
+            .severity
+            .map(|s| format!(" (severity at least {s})"))
+            .unwrap_or_default();
+        out += &format!(
+            "  {kind} {}{canon}{state}{floor}\n",
+            display_path(&w.configured)
+        );
     }
     if cfg.users.authorized_keys {
         let present: Vec<&crate::policy::Watch> = keys.iter().filter(|w| w.exists).collect();
@@ -148,13 +155,29 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
         s.patterns.len(),
         s.detect_private_keys
     );
-    let sinks = cfg.notify.sink_names();
+    let p = &cfg.packages;
+    out += &if p.enabled {
+        let explainer = crate::explain::Explainer::load(p, ctx.policy.clone());
+        format!(
+            "packages: {} (root {}, settle {})\n",
+            explainer.describe(),
+            p.root.display(),
+            humantime::format_duration(p.settle)
+        )
+    } else {
+        "packages: off\n".to_string()
+    };
+    let routes = cfg.notify.routes_for(&ctx.sinks.names());
     out += &format!(
         "sinks: {}\n",
-        if sinks.is_empty() {
+        if routes.is_empty() {
             "none configured".to_string()
         } else {
-            sinks.join(", ")
+            routes
+                .iter()
+                .map(|r| format!("{} (min_severity {})", r.name, r.min))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     );
     print_stdout(&out)?;

@@ -189,6 +189,9 @@ impl Worker {
             packages = %self.pipeline.explain.describe(),
             "package databases used to explain changes"
         );
+        store
+            .set_meta("daemon.packages", &self.pipeline.explain.describe())
+            .await?;
         let rated = crate::explain::rate_unrated(&store, &self.pipeline.explain).await?;
         if rated > 0 {
             tracing::info!(events = rated, "older events rated by severity");
