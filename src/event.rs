@@ -101,6 +101,20 @@ pub struct StateJson {
     pub link_target: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_target_hex: Option<String>,
+    /// File capabilities as getcap prints them; null when none (or not recorded).
+    #[serde(default)]
+    pub caps: Option<String>,
+    /// POSIX ACL short text; null when only the mode bits.
+    #[serde(default)]
+    pub acl: Option<String>,
+    #[serde(default)]
+    pub selinux: Option<String>,
+    /// Other extended attributes: name -> sha256 of the value.
+    #[serde(default)]
+    pub xattrs: Option<std::collections::BTreeMap<String, String>>,
+    /// Inode flags as lsattr letters.
+    #[serde(default)]
+    pub flags: Option<String>,
 }
 
 impl From<&FileState> for StateJson {
@@ -125,6 +139,11 @@ impl From<&FileState> for StateJson {
             sha256: s.sha256.map(hex::encode),
             link_target,
             link_target_hex,
+            caps: s.attrs.as_ref().and_then(|a| a.caps.clone()),
+            acl: s.attrs.as_ref().and_then(|a| a.acl.clone()),
+            selinux: s.attrs.as_ref().and_then(|a| a.selinux.clone()),
+            xattrs: s.attrs.as_ref().and_then(|a| a.xattrs.clone()),
+            flags: s.attrs.as_ref().and_then(|a| a.flags.clone()),
         }
     }
 }
@@ -390,6 +409,7 @@ mod tests {
             nlink: 1,
             sha256: Some([0xab; 32]),
             link_target: None,
+            attrs: None,
         };
         let j = StateJson::from(&s);
         assert_eq!(j.mode, "4755");

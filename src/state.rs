@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub use crate::scan::attrs::SecAttrs;
+
 /// What a path is. Directories are entries only for mode, uid and gid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FileKind {
@@ -85,6 +87,9 @@ pub struct FileState {
     pub sha256: Option<[u8; 32]>,
     /// A symlink's target, raw bytes; never followed.
     pub link_target: Option<Vec<u8>>,
+    /// Capabilities, ACLs, SELinux label, other xattrs, inode flags; `None` when not read
+    /// (a baseline recorded before fimd read them): then they are not compared.
+    pub attrs: Option<SecAttrs>,
 }
 
 /// The attributes `changed` can name, in DESIGN.md's order.
@@ -101,6 +106,11 @@ pub enum Attr {
     Nlink,
     Sha256,
     LinkTarget,
+    Caps,
+    Acl,
+    Selinux,
+    Xattrs,
+    Flags,
 }
 
 impl Attr {
@@ -117,6 +127,11 @@ impl Attr {
             Attr::Nlink => "nlink",
             Attr::Sha256 => "sha256",
             Attr::LinkTarget => "link_target",
+            Attr::Caps => "caps",
+            Attr::Acl => "acl",
+            Attr::Selinux => "selinux",
+            Attr::Xattrs => "xattrs",
+            Attr::Flags => "flags",
         }
     }
 }
@@ -138,6 +153,7 @@ pub fn compare(old: &FileState, new: &FileState) -> Vec<Attr> {
         check(Attr::Mode, old.mode != new.mode);
         check(Attr::Uid, old.uid != new.uid);
         check(Attr::Gid, old.gid != new.gid);
+        compare_attrs(old, new, &mut changed);
         return changed;
     }
     check(Attr::Size, old.size != new.size);
@@ -154,7 +170,26 @@ pub fn compare(old: &FileState, new: &FileState) -> Vec<Attr> {
         && (old.sha256.is_none() || new.sha256.is_none());
     check(Attr::Sha256, !hash_unknown && old.sha256 != new.sha256);
     check(Attr::LinkTarget, old.link_target != new.link_target);
+    compare_attrs(old, new, &mut changed);
     changed
+}
+
+/// The security attributes that differ, when both versions have them recorded.
+fn compare_attrs(old: &FileState, new: &FileState, changed: &mut Vec<Attr>) {
+    let (Some(a), Some(b)) = (&old.attrs, &new.attrs) else {
+        return;
+    };
+    for (attr, differs) in [
+        (Attr::Caps, a.caps != b.caps),
+        (Attr::Acl, a.acl != b.acl),
+        (Attr::Selinux, a.selinux != b.selinux),
+        (Attr::Xattrs, a.xattrs != b.xattrs),
+        (Attr::Flags, a.flags != b.flags),
+    ] {
+        if differs {
+            changed.push(attr);
+        }
+    }
 }
 
 /// True when only metadata changed (no content, type or link target): journal priority notice.
@@ -181,6 +216,7 @@ mod tests {
             nlink: 1,
             sha256: Some([1; 32]),
             link_target: None,
+            attrs: None,
         }
     }
 

@@ -422,6 +422,13 @@ impl Explainer {
                 return (Severity::Critical, format!("gained the {bits} bit"));
             }
         }
+        if let Some(caps) = gained_caps(c) {
+            let verified_install =
+                c.kind == EventKind::Added && matches!(v, PkgVerdict::Verified(_));
+            if !verified_install {
+                return (Severity::Critical, format!("gained {caps}"));
+            }
+        }
         if rules::is_ld_preload(&rel) {
             return (
                 Severity::Critical,
@@ -486,7 +493,17 @@ impl Explainer {
         }
         // 2. high (unexplained)
         let floor = self.policy.severity_floor(c.path);
-        let mut rated = if c.sensitive {
+        let acl_changed = c.changed.iter().any(|a| a == "acl");
+        let mut rated = if let Some(flag) = gained_flag(c) {
+            (Severity::High, format!("{flag} flag set"))
+        } else if acl_changed && (c.sensitive || rules::is_high_path(&rel)) {
+            let what = if c.sensitive {
+                "a sensitive file"
+            } else {
+                rules::high_path_kind(&rel)
+            };
+            (Severity::High, format!("ACL changed on {what}"))
+        } else if c.sensitive {
             (Severity::High, "sensitive file changed".to_string())
         } else if rules::is_high_path(&rel) {
             (
@@ -578,6 +595,7 @@ impl Explainer {
                 nlink: s.nlink,
                 sha256: None,
                 link_target: None,
+                attrs: None,
             })
         };
         let (old_state, new) = (state(&e.old), state(&e.new));
@@ -719,6 +737,33 @@ fn gained_special_bits(c: &Change) -> Option<&'static str> {
         0o4000 => Some("setuid"),
         0o2000 => Some("setgid"),
         _ => Some("setuid and setgid"),
+    }
+}
+
+/// Capabilities the new version has that the old lacked (`cap_setuid+ep`).
+fn gained_caps(c: &Change) -> Option<String> {
+    let new = c.new?.attrs.as_ref()?.caps.as_deref()?;
+    let old = match c.old {
+        // Not recorded before: nothing to compare with (filled in silently).
+        Some(o) => o.state.attrs.as_ref()?.caps.as_deref(),
+        None => None,
+    };
+    crate::scan::attrs::caps_text_gained(old, new)
+}
+
+/// "immutable" / "append-only" when the new version gained that inode flag.
+fn gained_flag(c: &Change) -> Option<&'static str> {
+    let new = c.new?.attrs.as_ref()?.flags.clone().unwrap_or_default();
+    let old = match c.old {
+        Some(o) => o.state.attrs.as_ref()?.flags.clone().unwrap_or_default(),
+        None => String::new(),
+    };
+    if new.contains('i') && !old.contains('i') {
+        Some("immutable")
+    } else if new.contains('a') && !old.contains('a') {
+        Some("append-only")
+    } else {
+        None
     }
 }
 

@@ -86,6 +86,7 @@ fn file(mode: u32, data: &[u8]) -> FileState {
         nlink: 1,
         sha256: Some(sha2::Sha256::digest(data).into()),
         link_target: None,
+        attrs: None,
     }
 }
 

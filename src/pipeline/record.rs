@@ -233,7 +233,11 @@ impl Pipeline {
                     // settled (so the next check can take the fast path).
                     let settle =
                         s.hashed_at_ns != 0 && crate::scan::is_racy(&old.state, old.hashed_at_ns);
-                    if changed.is_empty() && old.sensitive == s.sensitive && !settle {
+                    // Attributes recorded for the first time (a baseline from an earlier
+                    // fimd) are written silently.
+                    let first_attrs = old.state.attrs.is_none() && s.state.attrs.is_some();
+                    if changed.is_empty() && old.sensitive == s.sensitive && !settle && !first_attrs
+                    {
                         return None;
                     }
                 } else {

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::policy::Policy;
 
+pub mod attrs;
 mod walk;
 use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
@@ -45,6 +46,9 @@ pub struct Scanned {
 }
 
 /// What the scanner found for one path.
+// Outcomes travel in chunks of 256 and most are `Entry`: boxing it would add an allocation
+// per path for no memory saved.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outcome {
     /// Read now (hashed if a regular file).
@@ -90,6 +94,7 @@ pub fn state_from_meta(meta: &Metadata) -> FileState {
         nlink: meta.nlink(),
         sha256: None,
         link_target: None,
+        attrs: None,
     }
 }
 
@@ -144,12 +149,22 @@ pub fn scan_path(
             scanned.state.link_target = std::fs::read_link(path)
                 .ok()
                 .map(|t| t.as_os_str().as_bytes().to_vec());
+            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, false));
         }
         FileKind::File => {
-            if known.is_some_and(|k| {
+            if let Some(k) = known.filter(|k| {
                 !settings.full && unchanged_and_settled(&k.state, &state, k.hashed_at_ns)
             }) {
-                return Outcome::Same(path.to_path_buf());
+                if k.state.attrs.is_some() {
+                    return Outcome::Same(path.to_path_buf());
+                }
+                // Recorded before fimd read security attributes: read them now (silently
+                // recorded, see `compare`), without hashing again.
+                scanned.state = FileState {
+                    attrs: Some(attrs::read(path, true, None)),
+                    ..k.state.clone()
+                };
+                return Outcome::Entry(scanned);
             }
             scanned.hashed_at_ns = now_ns();
             match hash_file(path, Some(&meta), settings, name_sensitive) {
@@ -166,9 +181,32 @@ pub fn scan_path(
                 }
             }
         }
-        _ => {}
+        FileKind::Dir => {
+            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, true));
+        }
+        _ => {
+            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, false));
+        }
     }
     Outcome::Entry(scanned)
+}
+
+/// The recorded attributes when the inode and its ctime are unchanged (every attribute
+/// change moves ctime), else read them now.
+fn attrs_unless_unchanged(
+    path: &Path,
+    now: &FileState,
+    known: Option<&Recorded>,
+    is_dir: bool,
+) -> attrs::SecAttrs {
+    match known.and_then(|k| {
+        (k.state.inode == now.inode && k.state.ctime_ns == now.ctime_ns)
+            .then_some(k.state.attrs.as_ref())
+            .flatten()
+    }) {
+        Some(a) => a.clone(),
+        None => attrs::read(path, is_dir, None),
+    }
 }
 
 /// The fast path: every stat field equals the baseline and the baseline hash was taken well
@@ -199,6 +237,7 @@ pub(crate) fn is_gone(e: &std::io::Error) -> bool {
 }
 
 struct FileRead {
+    /// Its stat and security attributes (read on the open descriptor).
     state: FileState,
     sha256: [u8; 32],
     text: Option<Vec<u8>>,
@@ -278,8 +317,10 @@ fn hash_file(
     } else {
         keep.filter(|k| is_text(k))
     };
+    let mut state = state_from_meta(&meta);
+    state.attrs = Some(attrs::read(path, true, Some(&file)));
     Ok(Some(FileRead {
-        state: state_from_meta(&meta),
+        state,
         sha256: hasher.finalize().into(),
         text,
         holds_private_key,
@@ -424,6 +465,7 @@ mod tests {
             nlink: 1,
             sha256: Some([0; 32]),
             link_target: None,
+            attrs: None,
         };
         assert!(unchanged_and_settled(&s, &s, 20_000_000_000));
         assert!(

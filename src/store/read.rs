@@ -17,7 +17,7 @@ use crate::state::{FileKind, FileState, Recorded};
 
 const BASELINE_SELECT: &str =
     "SELECT path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, inode, nlink, \
-     sha256, link_target, sensitive, hashed_at_ns, package FROM baseline";
+     sha256, link_target, sensitive, hashed_at_ns, package, attrs FROM baseline";
 
 /// Which events `fimd events` prints.
 #[derive(Debug, Default, Clone)]
@@ -86,6 +86,11 @@ impl Store {
             nlink: row.try_get::<i64, _>(9).map_err(get)? as u64,
             sha256,
             link_target: row.try_get(11).map_err(get)?,
+            attrs: crate::state::SecAttrs::from_column(
+                row.try_get::<Option<String>, _>(15)
+                    .map_err(get)?
+                    .as_deref(),
+            ),
         };
         let recorded = Recorded {
             state,

@@ -41,7 +41,7 @@ impl Batch {
     }
 }
 
-const BASELINE_COLS: usize = 15;
+const BASELINE_COLS: usize = 16;
 const EVENT_COLS: usize = 18;
 const MAX_VARS: usize = 32_000;
 
@@ -103,7 +103,7 @@ impl Store {
         for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO baseline (path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, \
-                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns, package) ",
+                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns, package, attrs) ",
             );
             q.push_values(chunk, |mut b, (path, r)| {
                 let s = &r.state;
@@ -121,7 +121,8 @@ impl Store {
                     .push_bind(s.link_target.clone())
                     .push_bind(r.sensitive)
                     .push_bind(r.hashed_at_ns)
-                    .push_bind(r.package.as_deref());
+                    .push_bind(r.package.as_deref())
+                    .push_bind(crate::state::SecAttrs::to_column(s.attrs.as_ref()));
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
