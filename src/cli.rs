@@ -119,6 +119,18 @@ pub enum Command {
         #[arg(long, value_name = "LEVEL")]
         severity: Option<String>,
     },
+    /// Check the tamper evidence: every baseline row's MAC and the chain of events. Exit 0
+    /// intact, 4 tampered (each bad row named).
+    Verify {
+        #[arg(long)]
+        json: bool,
+        /// After verifying under the old key, sign everything with `[store] hmac_key`.
+        #[arg(long, requires = "old_hmac_key")]
+        rekey: bool,
+        /// The key the database is signed with now (a secret reference like the config's).
+        #[arg(long, value_name = "REF")]
+        old_hmac_key: Option<String>,
+    },
     /// Print the stored diff of one event.
     Diff {
         #[arg(value_name = "EVENT-ID")]

@@ -319,4 +319,7 @@ pub struct Recorded {
     /// The package stamp when recorded (opaque to the store; see `explain::Stamp`): which
     /// package version this path came from, so a later change can name the old version.
     pub package: Option<String>,
+    /// Read from a row whose tamper-evidence MAC does not match: altered outside fimd. Never
+    /// written; the row is re-recorded from disk with a critical event.
+    pub tampered: bool,
 }

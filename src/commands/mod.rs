@@ -54,7 +54,7 @@ impl CmdError {
     pub fn exit(&self) -> Exit {
         match self {
             CmdError::Usage(_) => Exit::Usage,
-            CmdError::Config(_) => Exit::Config,
+            CmdError::Config(_) | CmdError::Store(StoreError::TamperKey { .. }) => Exit::Config,
             CmdError::Store(_) | CmdError::Io(_) => Exit::Io,
         }
     }
@@ -94,6 +94,11 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         } => history::events(&ctx, json, since, path, limit, severity).await,
         Command::Diff { id } => history::diff(&ctx, id).await,
         Command::Status { json } => history::status(&ctx, json).await,
+        Command::Verify {
+            json,
+            rekey,
+            old_hmac_key,
+        } => history::verify(&ctx, json, rekey, old_hmac_key).await,
         Command::ConfigCheck => setup::config_check(&ctx),
         Command::Run => run_daemon(ctx).await,
         Command::NotifyTest => setup::notify_test(&ctx).await,
@@ -114,7 +119,9 @@ async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
             _ = int.recv() => {}
         }
     };
+    let mac_key = ctx.mac_key()?;
     let daemon_ctx = crate::daemon::DaemonContext {
+        mac_key,
         cfg: ctx.cfg,
         config_path: ctx.config_path,
         config_explicit: ctx.config_explicit,

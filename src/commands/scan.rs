@@ -18,6 +18,9 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
         return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
     }
     store.clear_baseline().await?;
+    // A new baseline: sign it (and the history) with the key configured now.
+    store.forget_key().await?;
+    store.apply_key(ctx.mac_key()?).await?;
     store.begin_bulk().await?;
     let started = Instant::now();
     let bar = progress_bar();
@@ -53,9 +56,11 @@ const CHECK_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(20)
 /// `check [--json] [--dry-run] [--full]`: one full scan; exit code = OR of the change bits.
 pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Result<Exit, CmdError> {
     let store = if dry_run {
-        ctx.open_existing_store().await?
+        let store = ctx.open_existing_store().await?;
+        store.use_key_read_only(ctx.mac_key()?).await?;
+        store
     } else {
-        ctx.open_store().await?
+        ctx.open_signed_store().await?
     };
     if !store.has_baseline().await? {
         return Err(StoreError::NoBaseline(store.path().to_path_buf()).into());

@@ -63,6 +63,19 @@ impl Context {
         Ok(Store::open(&self.cfg.daemon.database).await?)
     }
 
+    /// The tamper-evidence key (`[store] hmac_key`, resolved), if one is set.
+    pub fn mac_key(&self) -> Result<Option<crate::store::MacKey>, CmdError> {
+        resolve_mac_key(&self.cfg, &self.config_path)
+    }
+
+    /// Open the store for writing and apply the tamper-evidence key (signing an unsigned
+    /// database once, refusing a missing or different key).
+    pub async fn open_signed_store(&self) -> Result<Store, CmdError> {
+        let store = self.open_store().await?;
+        store.apply_key(self.mac_key()?).await?;
+        Ok(store)
+    }
+
     pub async fn open_existing_store(&self) -> Result<Store, CmdError> {
         Ok(Store::open_existing(&self.cfg.daemon.database).await?)
     }
@@ -257,4 +270,22 @@ pub async fn notify_test(ctx: &Context) -> Result<Exit, CmdError> {
         )));
     }
     Ok(Exit::Clean)
+}
+
+/// `[store] hmac_key` resolved into a key; a reference that cannot be resolved is a
+/// configuration error naming the reference (never a value).
+pub fn resolve_mac_key(
+    cfg: &Config,
+    config_path: &Path,
+) -> Result<Option<crate::store::MacKey>, CmdError> {
+    let Some(secret) = &cfg.store.hmac_key else {
+        return Ok(None);
+    };
+    let value = crate::secrets::resolve(secret).map_err(|message| {
+        CmdError::Config(crate::config::ConfigError::Invalid {
+            path: config_path.to_path_buf(),
+            message: format!("store.hmac_key: {message}"),
+        })
+    })?;
+    Ok(Some(crate::store::MacKey::new(value.expose())))
 }

@@ -57,6 +57,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     #[serde(default)]
     pub packages: PackagesConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             users: UsersConfig::default(),
             notify: NotifyConfig::default(),
             packages: PackagesConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -202,6 +205,16 @@ impl PackagesConfig {
             Some(PathBuf::from(&self.rpm_db))
         }
     }
+}
+
+/// `[store]`: the database's own protection.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The tamper-evidence key (a secret reference: `${credential:fimd-hmac-key}`): every
+    /// baseline row and the chain of events carry an HMAC-SHA256 under it. Unset = off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<Secret>,
 }
 
 /// `[sensitive]`: only classifies, never selects.

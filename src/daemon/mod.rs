@@ -55,6 +55,8 @@ pub struct DaemonContext {
     /// The alert sinks, and the notifier flags to merge again on reload.
     pub sinks: Sinks,
     pub flags: SinkFlags,
+    /// The tamper-evidence key (resolved at start; a new key needs a restart).
+    pub mac_key: Option<crate::store::MacKey>,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -157,6 +159,7 @@ pub async fn run(
         .map_err(|e| DaemonError::Io(format!("cannot install the SIGHUP handler: {e}")))?;
     let store = Store::open(&ctx.cfg.daemon.database).await?;
     store.ensure_no_daemon().await?;
+    store.apply_key(ctx.mac_key).await?;
     store
         .set_meta("daemon.pid", &std::process::id().to_string())
         .await?;

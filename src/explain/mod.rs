@@ -409,6 +409,15 @@ impl Explainer {
             _ => c.path.to_path_buf(),
         };
         // 1. critical
+        if c.old.is_some_and(|o| o.tampered) {
+            return (
+                Severity::Critical,
+                format!(
+                    "baseline row for {} was altered outside fimd",
+                    crate::event::display_path(c.path)
+                ),
+            );
+        }
         if let PkgVerdict::Mismatch(p) = v {
             return (
                 Severity::Critical,
@@ -604,6 +613,7 @@ impl Explainer {
             sensitive: e.sensitive,
             hashed_at_ns: 0,
             package: None,
+            tampered: false,
         });
         let path = e.path_buf();
         let change = Change {

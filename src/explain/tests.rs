@@ -95,6 +95,7 @@ fn recorded(state: FileState, stamp_version: Option<&str>) -> Recorded {
         state,
         sensitive: false,
         hashed_at_ns: 0,
+        tampered: false,
         package: stamp_version.and_then(|v| {
             Stamp::Owned {
                 manager: "dpkg".into(),

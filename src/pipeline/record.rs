@@ -127,6 +127,7 @@ impl Pipeline {
                             path.clone(),
                             Recorded {
                                 sensitive: true,
+                                tampered: false,
                                 ..old.clone()
                             },
                         ));
@@ -207,6 +208,7 @@ impl Pipeline {
             sensitive: s.sensitive,
             hashed_at_ns,
             package: old.and_then(|o| o.package.clone()),
+            tampered: false,
         };
         let is_dir = s.state.kind == FileKind::Dir;
         let mut event = None;
@@ -227,7 +229,10 @@ impl Pipeline {
             }
             Some(old) => {
                 let changed = compare(&old.state, &s.state);
-                if changed.is_empty() || mode == Mode::Baseline {
+                // A row altered outside fimd is always reported (and re-recorded from disk),
+                // even when it was altered to match the file.
+                let tampered = old.tampered && mode != Mode::Baseline;
+                if (changed.is_empty() && !tampered) || mode == Mode::Baseline {
                     // Same content, or baselining silently: write the row only when a recorded
                     // attribute differs, the sensitivity changed, or a racy hash time must be
                     // settled (so the next check can take the fast path).

@@ -152,8 +152,11 @@ pub fn scan_path(
             scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, false));
         }
         FileKind::File => {
+            // A tampered row is never trusted for the fast path: the file is read again.
             if let Some(k) = known.filter(|k| {
-                !settings.full && unchanged_and_settled(&k.state, &state, k.hashed_at_ns)
+                !settings.full
+                    && !k.tampered
+                    && unchanged_and_settled(&k.state, &state, k.hashed_at_ns)
             }) {
                 if k.state.attrs.is_some() {
                     return Outcome::Same(path.to_path_buf());
@@ -200,7 +203,7 @@ fn attrs_unless_unchanged(
     is_dir: bool,
 ) -> attrs::SecAttrs {
     match known.and_then(|k| {
-        (k.state.inode == now.inode && k.state.ctime_ns == now.ctime_ns)
+        (!k.tampered && k.state.inode == now.inode && k.state.ctime_ns == now.ctime_ns)
             .then_some(k.state.attrs.as_ref())
             .flatten()
     }) {

@@ -5,8 +5,13 @@
 //! transaction of the whole load). Paths are BLOB bytes.
 
 mod events;
+mod mac;
 mod read;
+mod tamper;
 mod write;
+
+pub use mac::MacKey;
+pub use tamper::{KeyState, VerifyReport};
 
 pub use events::load_events;
 pub use read::{EventFilter, Status};
@@ -52,6 +57,9 @@ pub enum StoreError {
     },
     #[error("database {path}: corrupt row: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// The configured tamper-evidence key does not fit the database (a configuration error).
+    #[error("database {path}: {message}")]
+    TamperKey { path: PathBuf, message: String },
 }
 
 /// One line a user can act on for the common SQLite failures.
@@ -98,6 +106,8 @@ pub struct Store {
     /// This database's instance UUID (`meta.instance`): events' `uid` is `<instance>:<id>`.
     /// Replaced by `init --force`.
     instance: Arc<std::sync::RwLock<String>>,
+    /// The tamper-evidence key, when `[store] hmac_key` is set ([`Store::use_key`]).
+    mac: Arc<std::sync::RwLock<Option<Arc<MacKey>>>>,
 }
 
 /// A bulk load in progress.
@@ -227,7 +237,16 @@ impl Store {
             path: path.to_path_buf(),
             bulk: Arc::default(),
             instance: Arc::new(std::sync::RwLock::new(instance)),
+            mac: Arc::default(),
         })
+    }
+
+    /// The tamper-evidence key in use, if any.
+    pub(crate) fn mac_key(&self) -> Option<Arc<MacKey>> {
+        match self.mac.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// This database's instance UUID (the first part of every event's `uid`).

@@ -15,9 +15,9 @@ use crate::event::Event;
 use crate::policy::Patterns;
 use crate::state::{FileKind, FileState, Recorded};
 
-const BASELINE_SELECT: &str =
+pub(super) const BASELINE_SELECT: &str =
     "SELECT path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, inode, nlink, \
-     sha256, link_target, sensitive, hashed_at_ns, package, attrs FROM baseline";
+     sha256, link_target, sensitive, hashed_at_ns, package, attrs, mac FROM baseline";
 
 /// Which events `fimd events` prints.
 #[derive(Debug, Default, Clone)]
@@ -46,6 +46,17 @@ pub struct Status {
     pub host: Option<String>,
     /// Facts the daemon publishes (`daemon.*` meta keys): pid, watches, fallbacks, queue depth.
     pub daemon: std::collections::BTreeMap<String, String>,
+    /// `off`, or `on (key <id>)`.
+    pub tamper_evidence: String,
+    /// The newest event's uid and chained MAC (hex), when tamper evidence is on.
+    pub chain_head: Option<ChainHead>,
+}
+
+/// The head of the event chain (what the fleet heartbeat carries).
+#[derive(Debug, Serialize)]
+pub struct ChainHead {
+    pub uid: String,
+    pub mac: String,
 }
 
 /// The query of [`Store::stream_rows`]. Both orders come from an index, never a sort (a sort
@@ -60,7 +71,10 @@ fn stream_sql(dirs: bool) -> String {
 }
 
 impl Store {
-    fn recorded_from_row(&self, row: &SqliteRow) -> Result<(PathBuf, Recorded), StoreError> {
+    pub(super) fn recorded_from_row(
+        &self,
+        row: &SqliteRow,
+    ) -> Result<(PathBuf, Recorded), StoreError> {
         let get = |e: sqlx::Error| self.corrupt(e.to_string());
         let path: Vec<u8> = row.try_get(0).map_err(get)?;
         let kind: String = row.try_get(1).map_err(get)?;
@@ -92,13 +106,20 @@ impl Store {
                     .as_deref(),
             ),
         };
-        let recorded = Recorded {
+        let mut recorded = Recorded {
             state,
             sensitive: row.try_get(12).map_err(get)?,
             hashed_at_ns: row.try_get(13).map_err(get)?,
             package: row.try_get(14).map_err(get)?,
+            tampered: false,
         };
-        Ok((PathBuf::from(OsStr::from_bytes(&path)), recorded))
+        let path = PathBuf::from(OsStr::from_bytes(&path));
+        // Tamper evidence: a row whose MAC does not match was written outside fimd.
+        if let Some(key) = self.mac_key() {
+            let mac: Option<Vec<u8>> = row.try_get(16).map_err(get)?;
+            recorded.tampered = mac.as_deref() != Some(key.baseline(&path, &recorded).as_slice());
+        }
+        Ok((path, recorded))
     }
 
     /// Stream baseline rows to `tx` in chunks, without holding the baseline in memory: the
@@ -315,6 +336,14 @@ impl Store {
                 .into_iter()
                 .map(|(k, v)| (k.trim_start_matches("daemon.").to_string(), v))
                 .collect(),
+            tamper_evidence: match self.tamper_key_id().await? {
+                Some(id) => format!("on (key {id})"),
+                None => "off".to_string(),
+            },
+            chain_head: self
+                .chain_head()
+                .await?
+                .map(|(uid, mac)| ChainHead { uid, mac }),
         })
     }
 }

@@ -5,6 +5,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
+use super::mac::EventColumns;
 use super::{Store, StoreError};
 use crate::config::SinkRoute;
 use crate::event::{Event, Severity};
@@ -41,8 +42,8 @@ impl Batch {
     }
 }
 
-const BASELINE_COLS: usize = 16;
-const EVENT_COLS: usize = 18;
+const BASELINE_COLS: usize = 17;
+const EVENT_COLS: usize = 19;
 const MAX_VARS: usize = 32_000;
 
 fn bytes(p: &std::path::Path) -> &[u8] {
@@ -103,10 +104,12 @@ impl Store {
         for chunk in batch.upserts.chunks(MAX_VARS / BASELINE_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT OR REPLACE INTO baseline (path, kind, size, mode, uid, gid, mtime_ns, ctime_ns, \
-                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns, package, attrs) ",
+                 inode, nlink, sha256, link_target, sensitive, hashed_at_ns, package, attrs, mac) ",
             );
+            let key = self.mac_key();
             q.push_values(chunk, |mut b, (path, r)| {
                 let s = &r.state;
+                let mac = key.as_ref().map(|k| k.baseline(path, r).to_vec());
                 b.push_bind(bytes(path))
                     .push_bind(s.kind.as_str())
                     .push_bind(s.size as i64)
@@ -122,7 +125,8 @@ impl Store {
                     .push_bind(r.sensitive)
                     .push_bind(r.hashed_at_ns)
                     .push_bind(r.package.as_deref())
-                    .push_bind(crate::state::SecAttrs::to_column(s.attrs.as_ref()));
+                    .push_bind(crate::state::SecAttrs::to_column(s.attrs.as_ref()))
+                    .push_bind(mac);
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
@@ -178,31 +182,46 @@ impl Store {
             e.id = Some(id);
             e.uid = Some(format!("{instance}:{id}"));
         }
-        for chunk in events.chunks(MAX_VARS / EVENT_COLS) {
+        // The rows exactly as stored, and (with a key) each one's MAC chained to the last.
+        let rows: Vec<EventColumns> = events.iter().map(columns).collect();
+        let macs: Vec<Option<Vec<u8>>> = match self.mac_key() {
+            Some(key) => {
+                let mut prev = super::tamper::last_event_mac(tx).await?;
+                rows.iter()
+                    .map(|r| {
+                        prev = key.event(&prev, r);
+                        Some(prev.to_vec())
+                    })
+                    .collect()
+            }
+            None => vec![None; rows.len()],
+        };
+        let pairs: Vec<(EventColumns, Option<Vec<u8>>)> = rows.into_iter().zip(macs).collect();
+        for chunk in pairs.chunks(MAX_VARS / EVENT_COLS) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO events (id, uid, time, time_ns, host, source, event, path, from_path, \
-                 changed, old, new, sensitive, diff, severity, reason, actor, package) ",
+                 changed, old, new, sensitive, diff, severity, reason, actor, package, mac) ",
             );
-            q.push_values(chunk, |mut b, e| {
-                let time_ns = crate::timefmt::parse_since(&e.time).unwrap_or_else(now_ns);
-                b.push_bind(e.id)
-                    .push_bind(e.uid.as_deref())
-                    .push_bind(e.time.as_str())
-                    .push_bind(time_ns)
-                    .push_bind(e.host.as_str())
-                    .push_bind(e.source.as_str())
-                    .push_bind(e.event.as_str())
-                    .push_bind(bytes(&e.path_buf()).to_vec())
-                    .push_bind(e.from_buf().map(|p| bytes(&p).to_vec()))
-                    .push_bind(serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(json(&e.old))
-                    .push_bind(json(&e.new))
-                    .push_bind(e.sensitive)
-                    .push_bind(e.diff.as_deref())
-                    .push_bind(e.severity.as_str())
-                    .push_bind(e.reason.as_str())
-                    .push_bind(json(&e.actor))
-                    .push_bind(json(&e.package));
+            q.push_values(chunk, |mut b, (r, mac)| {
+                b.push_bind(r.id)
+                    .push_bind(r.uid.clone())
+                    .push_bind(r.time.clone())
+                    .push_bind(r.time_ns)
+                    .push_bind(r.host.clone())
+                    .push_bind(r.source.clone())
+                    .push_bind(r.event.clone())
+                    .push_bind(r.path.clone())
+                    .push_bind(r.from_path.clone())
+                    .push_bind(r.changed.clone())
+                    .push_bind(r.old.clone())
+                    .push_bind(r.new.clone())
+                    .push_bind(r.sensitive)
+                    .push_bind(r.diff.clone())
+                    .push_bind(r.severity.clone())
+                    .push_bind(r.reason.clone())
+                    .push_bind(r.actor.clone())
+                    .push_bind(r.package.clone())
+                    .push_bind(mac.clone());
             });
             q.build().persistent(false).execute(&mut **tx).await?;
         }
@@ -264,6 +283,12 @@ impl Store {
                 .await
                 .map_err(|e| self.sql(e))?;
         }
+        // Updated in place: their MACs (and every later one's) follow the new content.
+        if let Some(first) = rated.iter().map(|r| r.0).min() {
+            self.rechain_in(&mut tx, first)
+                .await
+                .map_err(|e| self.sql(e))?;
+        }
         tx.commit().await.map_err(|e| self.sql(e))
     }
 
@@ -286,6 +311,30 @@ impl Store {
             .await
             .map_err(|e| self.sql(e))?;
         Ok(())
+    }
+}
+
+/// An event's row, column by column, as it is stored (and MAC'd).
+fn columns(e: &Event) -> EventColumns {
+    EventColumns {
+        id: e.id.unwrap_or(0),
+        uid: e.uid.clone(),
+        time: e.time.clone(),
+        time_ns: crate::timefmt::parse_since(&e.time).unwrap_or_else(now_ns),
+        host: e.host.clone(),
+        source: e.source.as_str().to_string(),
+        event: e.event.as_str().to_string(),
+        path: bytes(&e.path_buf()).to_vec(),
+        from_path: e.from_buf().map(|p| bytes(&p).to_vec()),
+        changed: serde_json::to_string(&e.changed).unwrap_or_else(|_| "[]".into()),
+        old: json(&e.old),
+        new: json(&e.new),
+        sensitive: e.sensitive,
+        diff: e.diff.clone(),
+        severity: Some(e.severity.as_str().to_string()),
+        reason: Some(e.reason.clone()),
+        actor: json(&e.actor),
+        package: json(&e.package),
     }
 }
 
