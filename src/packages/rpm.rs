@@ -20,9 +20,8 @@
 use super::{DigestAlgo, FileDigest, Manager, Owner, PackageDb};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -50,7 +49,7 @@ pub struct RpmIndex {
     /// Transaction locks to probe (the rpmdb's own, and rpm's compiled-in fallback).
     locks: Vec<PathBuf>,
     packages: Vec<Package>,
-    files: HashMap<PathBuf, FileEntry>,
+    files: FileTable,
     /// Fingerprint of the installed set (see [`RpmIndex::stamp`]).
     stamp: String,
 }
@@ -64,15 +63,129 @@ struct Package {
     version: String,
     /// `name-epoch:version-release.arch` (epoch 0 when the header has none), for the stamp.
     nevra: String,
+    /// The algorithm of this package's file digests; `None` when rpm's number is unknown
+    /// (then no file of it has a digest here).
+    algo: Option<DigestAlgo>,
+}
+
+/// Every path of every package, compact: the paths (as the package names them, `/usr/bin/x`,
+/// merged-/usr aliases resolved) in one byte arena, the raw digests in another, and small
+/// fixed-size entries sorted by path for a binary search. About 100 bytes a path where a
+/// `HashMap<PathBuf, _>` took 230 (300k paths: see benches/README.md, "rpm index").
+#[derive(Debug, Default)]
+struct FileTable {
+    names: Vec<u8>,
+    digests: Vec<u8>,
+    /// Sorted by name, one per name once [`FileTable::finish`] ran.
+    entries: Vec<FileEntry>,
 }
 
 /// One path of one package.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct FileEntry {
+    name_start: u32,
+    name_len: u32,
+    digest_start: u32,
     /// Index into `packages`.
     package: u32,
-    digest: Option<FileDigest>,
+    /// 0: no digest recorded.
+    digest_len: u8,
     conffile: bool,
+}
+
+/// The index would not fit its 32-bit offsets (over 4 GiB of paths or digests).
+#[derive(Debug)]
+struct TooLarge;
+
+impl FileTable {
+    fn name_of<'n>(names: &'n [u8], e: &FileEntry) -> &'n [u8] {
+        let start = e.name_start as usize;
+        names
+            .get(start..start + e.name_len as usize)
+            .unwrap_or_default()
+    }
+
+    fn digest(&self, e: &FileEntry) -> Option<&[u8]> {
+        if e.digest_len == 0 {
+            return None;
+        }
+        let start = e.digest_start as usize;
+        self.digests.get(start..start + usize::from(e.digest_len))
+    }
+
+    fn push(
+        &mut self,
+        name: &[u8],
+        digest: Option<&[u8]>,
+        package: u32,
+        conffile: bool,
+    ) -> Result<(), TooLarge> {
+        let name_start = u32::try_from(self.names.len()).map_err(|_| TooLarge)?;
+        let name_len = u32::try_from(name.len()).map_err(|_| TooLarge)?;
+        let digest_start = u32::try_from(self.digests.len()).map_err(|_| TooLarge)?;
+        let digest = digest.unwrap_or_default();
+        let digest_len = u8::try_from(digest.len()).map_err(|_| TooLarge)?;
+        name_start.checked_add(name_len).ok_or(TooLarge)?;
+        digest_start
+            .checked_add(u32::from(digest_len))
+            .ok_or(TooLarge)?;
+        self.names.extend_from_slice(name);
+        self.digests.extend_from_slice(digest);
+        self.entries.push(FileEntry {
+            name_start,
+            name_len,
+            digest_start,
+            package,
+            digest_len,
+            conffile,
+        });
+        Ok(())
+    }
+
+    /// Sort, and keep one entry per path. Several packages can own a path (directories,
+    /// multilib): one with a digest wins over one without (a `%ghost`, a directory);
+    /// otherwise the package installed last (the new one in the middle of an upgrade).
+    fn finish(&mut self) {
+        let names = &self.names;
+        // Packages are numbered in installation order: a stable order within one path.
+        self.entries.sort_unstable_by(|a, b| {
+            Self::name_of(names, a)
+                .cmp(Self::name_of(names, b))
+                .then(a.package.cmp(&b.package))
+        });
+        self.entries.dedup_by(|later, kept| {
+            if Self::name_of(names, later) != Self::name_of(names, kept) {
+                return false;
+            }
+            if !(kept.digest_len > 0 && later.digest_len == 0) {
+                *kept = *later;
+            }
+            true
+        });
+        self.entries.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.digests.shrink_to_fit();
+    }
+
+    /// Reserve room for about as much as `other` holds.
+    fn reserve_like(&mut self, other: &FileTable) {
+        let more = |n: usize| n + n / 8;
+        self.names.reserve(more(other.names.len()));
+        self.digests.reserve(more(other.digests.len()));
+        self.entries.reserve(more(other.entries.len()));
+    }
+
+    fn find(&self, name: &[u8]) -> Option<&FileEntry> {
+        let i = self
+            .entries
+            .binary_search_by(|e| Self::name_of(&self.names, e).cmp(name))
+            .ok()?;
+        self.entries.get(i)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
 }
 
 impl RpmIndex {
@@ -96,7 +209,7 @@ impl RpmIndex {
             aliases,
             locks,
             packages: Vec::new(),
-            files: HashMap::new(),
+            files: FileTable::default(),
             stamp: String::new(),
         };
         index.reload()?;
@@ -124,7 +237,16 @@ impl RpmIndex {
     fn reload(&mut self) -> std::io::Result<()> {
         let db_file = self.db_dir.join(DB_FILE);
         let mut builder = Builder::new(&self.root, &self.aliases);
+        // Sized like the index it replaces (plus an eighth): no doubling reallocations of
+        // arenas of several MB, which left glibc's heap fragmented refresh after refresh.
+        builder.files.reserve_like(&self.files);
         read_headers(&db_file, |hnum, blob| builder.add(hnum, blob))?;
+        if builder.too_large {
+            return Err(std::io::Error::other(format!(
+                "rpmdb {}: more than 4 GiB of paths or digests; not indexed",
+                db_file.display()
+            )));
+        }
         if builder.skipped > 0 {
             tracing::warn!(
                 db = %db_file.display(),
@@ -138,7 +260,7 @@ impl RpmIndex {
         self.files = files;
         // The old index and the blobs read (on sqlx's worker thread, so in another glibc
         // arena) are freed now; without giving them back, a daemon refreshing on each rpm
-        // transaction kept ~2x the index (100k paths: 59 MiB instead of 30 after 20 reloads).
+        // transaction crept up (100k paths, 20 refreshes: RSS 23 MiB instead of 17-19).
         release_free_memory();
         Ok(())
     }
@@ -155,17 +277,30 @@ impl PackageDb for RpmIndex {
     }
 
     fn owner(&self, path: &Path) -> Option<Owner> {
-        let entry = match self.canonical(path) {
-            Some(real) => self.files.get(&real),
-            None => self.files.get(path),
-        }?;
+        let real = self.canonical(path);
+        let rel = real
+            .as_deref()
+            .unwrap_or(path)
+            .strip_prefix(&self.root)
+            .ok()?;
+        let mut key = Vec::with_capacity(rel.as_os_str().len() + 1);
+        key.push(b'/');
+        key.extend_from_slice(rel.as_os_str().as_bytes());
+        let entry = self.files.find(&key)?;
         let package = self.packages.get(entry.package as usize)?;
+        let digest = match (package.algo, self.files.digest(entry)) {
+            (Some(algo), Some(bytes)) => Some(FileDigest {
+                algo,
+                bytes: bytes.to_vec(),
+            }),
+            _ => None,
+        };
         Some(Owner {
             manager: Manager::Rpm,
             package: package.name.clone(),
             arch: package.arch.clone(),
             version: package.version.clone(),
-            digest: entry.digest.clone(),
+            digest,
             conffile: entry.conffile,
         })
     }
@@ -397,27 +532,41 @@ fn read_headers(db_file: &Path, mut each: impl FnMut(i64, &[u8])) -> std::io::Re
 }
 
 /// Collects headers into the index.
-struct Builder<'a> {
-    root: &'a Path,
-    aliases: &'a [(PathBuf, PathBuf)],
+struct Builder {
+    /// Merged-/usr aliases as package paths: (`/bin`, `/usr/bin`).
+    aliases: Vec<(Vec<u8>, Vec<u8>)>,
     packages: Vec<Package>,
-    files: HashMap<PathBuf, FileEntry>,
+    files: FileTable,
     skipped: usize,
+    too_large: bool,
 }
 
-impl<'a> Builder<'a> {
-    fn new(root: &'a Path, aliases: &'a [(PathBuf, PathBuf)]) -> Builder<'a> {
+impl Builder {
+    fn new(root: &Path, aliases: &[(PathBuf, PathBuf)]) -> Builder {
+        let as_package_path = |p: &Path| {
+            p.strip_prefix(root).ok().map(|rel| {
+                let mut v = vec![b'/'];
+                v.extend_from_slice(rel.as_os_str().as_bytes());
+                v
+            })
+        };
         Builder {
-            root,
-            aliases,
+            aliases: aliases
+                .iter()
+                .filter_map(|(from, to)| Some((as_package_path(from)?, as_package_path(to)?)))
+                .collect(),
             packages: Vec::new(),
-            files: HashMap::new(),
+            files: FileTable::default(),
             skipped: 0,
+            too_large: false,
         }
     }
 
     /// Add one header. Headers come in `hnum` order, i.e. the order rpm installed them.
     fn add(&mut self, hnum: i64, blob: &[u8]) {
+        if self.too_large {
+            return;
+        }
         let header = match header::PackageHeader::parse(blob) {
             Ok(h) => h,
             Err(e) => {
@@ -427,7 +576,7 @@ impl<'a> Builder<'a> {
             }
         };
         let Ok(package_id) = u32::try_from(self.packages.len()) else {
-            self.skipped += 1;
+            self.too_large = true;
             return;
         };
         let algo = match header.digest_algo {
@@ -462,28 +611,21 @@ impl<'a> Builder<'a> {
             arch,
             version: evr,
             nevra,
+            algo,
         });
 
         let mut bad_digests = 0usize;
-        let mut raw = Vec::with_capacity(self.root.as_os_str().len() + 64);
+        let mut path = Vec::with_capacity(128);
+        let mut digest = [0u8; 64];
         for file in header.files() {
-            raw.clear();
-            let root = self.root.as_os_str().as_bytes();
-            raw.extend_from_slice(root.strip_suffix(b"/").unwrap_or(root));
-            if !file.dir.starts_with(b"/") {
-                raw.push(b'/');
+            if !package_path(file.dir, file.base, &mut path) {
+                continue;
             }
-            raw.extend_from_slice(file.dir);
-            if !file.dir.ends_with(b"/") && !file.dir.is_empty() {
-                raw.push(b'/');
-            }
-            raw.extend_from_slice(file.base);
-            let path = PathBuf::from(OsString::from_vec(raw.clone()));
-            let path = canonical_alias(self.aliases, &path).unwrap_or(path);
-            let digest = match (algo, file.digest_hex) {
+            let path = resolve_alias(&self.aliases, &path);
+            let raw = match (algo, file.digest_hex) {
                 (Some(algo), Some(hex_digest)) if !hex_digest.is_empty() => {
-                    match decode_digest(algo, hex_digest) {
-                        Some(d) => Some(d),
+                    match decode_digest(algo, hex_digest, &mut digest) {
+                        Some(raw) => Some(raw),
                         None => {
                             bad_digests += 1;
                             None
@@ -492,20 +634,10 @@ impl<'a> Builder<'a> {
                 }
                 _ => None,
             };
-            let entry = FileEntry {
-                package: package_id,
-                digest,
-                conffile: file.flags & header::RPMFILE_CONFIG != 0,
-            };
-            match self.files.get_mut(&path) {
-                // Several packages own this path (directories, multilib): one with a digest
-                // wins over one without (a `%ghost`, a directory); otherwise the package
-                // installed last, which during an upgrade is the new one.
-                Some(old) if old.digest.is_some() && entry.digest.is_none() => {}
-                Some(old) => *old = entry,
-                None => {
-                    self.files.insert(path, entry);
-                }
+            let conffile = file.flags & header::RPMFILE_CONFIG != 0;
+            if self.files.push(&path, raw, package_id, conffile).is_err() {
+                self.too_large = true;
+                return;
             }
         }
         if bad_digests > 0 {
@@ -517,13 +649,52 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn finish(self) -> (Vec<Package>, HashMap<PathBuf, FileEntry>) {
+    fn finish(mut self) -> (Vec<Package>, FileTable) {
+        self.files.finish();
         (self.packages, self.files)
     }
 }
 
-/// A hex digest of the right length for `algo`, as raw bytes.
-fn decode_digest(algo: DigestAlgo, hex_digest: &[u8]) -> Option<FileDigest> {
+/// `dir` + `base` as an absolute package path without a trailing `/` (`/` itself stays) into
+/// `out`; false when both are empty.
+fn package_path(dir: &[u8], base: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let absolute = dir.starts_with(b"/") || (dir.is_empty() && base.starts_with(b"/"));
+    if !absolute {
+        out.push(b'/');
+    }
+    out.extend_from_slice(dir);
+    if !dir.is_empty() && !dir.ends_with(b"/") && !base.is_empty() {
+        out.push(b'/');
+    }
+    out.extend_from_slice(base);
+    while out.len() > 1 && out.ends_with(b"/") {
+        out.pop();
+    }
+    !(dir.is_empty() && base.is_empty())
+}
+
+/// `path` (a package path) with its merged-/usr alias prefix replaced.
+fn resolve_alias<'p>(aliases: &[(Vec<u8>, Vec<u8>)], path: &'p [u8]) -> std::borrow::Cow<'p, [u8]> {
+    for (from, to) in aliases {
+        if let Some(rest) = path.strip_prefix(from.as_slice()) {
+            if rest.is_empty() || rest.starts_with(b"/") {
+                let mut out = Vec::with_capacity(to.len() + rest.len());
+                out.extend_from_slice(to);
+                out.extend_from_slice(rest);
+                return std::borrow::Cow::Owned(out);
+            }
+        }
+    }
+    std::borrow::Cow::Borrowed(path)
+}
+
+/// A hex digest of the right length for `algo`, decoded into `buf`.
+fn decode_digest<'b>(
+    algo: DigestAlgo,
+    hex_digest: &[u8],
+    buf: &'b mut [u8; 64],
+) -> Option<&'b [u8]> {
     let want = match algo {
         DigestAlgo::Md5 => 16,
         DigestAlgo::Sha1 => 20,
@@ -531,8 +702,9 @@ fn decode_digest(algo: DigestAlgo, hex_digest: &[u8]) -> Option<FileDigest> {
         DigestAlgo::Sha384 => 48,
         DigestAlgo::Sha512 => 64,
     };
-    let bytes = hex::decode(hex_digest).ok()?;
-    (bytes.len() == want).then_some(FileDigest { algo, bytes })
+    let out = buf.get_mut(..want)?;
+    hex::decode_to_slice(hex_digest, out).ok()?;
+    Some(out)
 }
 
 /// The stamp of an installed set (see [`RpmIndex::stamp`]).
@@ -1451,10 +1623,12 @@ mod tests {
 
     #[test]
     fn digests_decode_by_algorithm() {
-        let d = decode_digest(DigestAlgo::Sha256, SHA.as_bytes()).expect("sha256");
-        assert_eq!(d.bytes.len(), 32);
-        assert!(decode_digest(DigestAlgo::Md5, SHA.as_bytes()).is_none());
-        assert!(decode_digest(DigestAlgo::Sha256, b"zz").is_none());
+        let mut buf = [0u8; 64];
+        let d = decode_digest(DigestAlgo::Sha256, SHA.as_bytes(), &mut buf).expect("sha256");
+        assert_eq!(d.len(), 32);
+        assert!(decode_digest(DigestAlgo::Md5, SHA.as_bytes(), &mut buf).is_none());
+        assert!(decode_digest(DigestAlgo::Sha256, b"zz", &mut buf).is_none());
+        assert!(decode_digest(DigestAlgo::Sha512, SHA.as_bytes(), &mut buf).is_none());
     }
 
     #[test]
@@ -1472,36 +1646,98 @@ mod tests {
     fn builder_prefers_digests_and_later_packages() {
         let root = Path::new("/r");
         let aliases = vec![(PathBuf::from("/r/bin"), PathBuf::from("/r/usr/bin"))];
+        let pkg = |name: &str, files: &[(&str, &str, u32)]| {
+            encode_package(name, None, "1", "1", "noarch", Some(8), files)
+        };
         let mut b = Builder::new(root, &aliases);
+        b.add(1, &pkg("a", &[("/bin/sh", SHA, 0), ("/etc/x", SHA, 0)]));
+        b.add(2, &pkg("b", &[("/usr/bin/sh", "", 0), ("/etc/x", SHA, 1)]));
+        b.add(3, b"garbage");
+        b.add(4, &pkg("c", &[("/", "", 0), ("/usr/share/doc/", "", 0)]));
+        assert_eq!(b.skipped, 1);
+        let (packages, files) = b.finish();
+        assert_eq!(files.len(), 4);
+        let owner = |path: &[u8]| {
+            let e = files.find(path).expect("indexed");
+            (
+                packages[e.package as usize].name.as_str(),
+                files.digest(e).is_some(),
+                e.conffile,
+            )
+        };
+        // A digest beats none, whatever the order; else the later package wins.
+        assert_eq!(owner(b"/usr/bin/sh"), ("a", true, false));
+        assert_eq!(owner(b"/etc/x"), ("b", true, true));
+        assert_eq!(owner(b"/"), ("c", false, false));
+        assert_eq!(owner(b"/usr/share/doc"), ("c", false, false));
+        assert!(
+            files.find(b"/bin/sh").is_none(),
+            "stored under the real path"
+        );
+    }
+
+    #[test]
+    fn owner_with_the_real_root() {
+        let root = PathBuf::from("/");
+        let aliases = vec![(PathBuf::from("/bin"), PathBuf::from("/usr/bin"))];
+        let mut b = Builder::new(&root, &aliases);
         b.add(
             1,
             &encode_package(
-                "a",
+                "coreutils",
+                Some(1),
+                "9.1",
+                "2",
+                "x86_64",
                 None,
-                "1",
-                "1",
-                "noarch",
-                Some(8),
-                &[("/bin/sh", SHA, 0)],
+                &[("/bin/rm", "0123456789abcdef0123456789abcdef", 0)],
             ),
         );
-        b.add(
-            2,
-            &encode_package(
-                "b",
-                None,
-                "1",
-                "1",
-                "noarch",
-                Some(8),
-                &[("/usr/bin/sh", "", 0)],
-            ),
-        );
-        b.add(3, b"garbage");
-        assert_eq!(b.skipped, 1);
         let (packages, files) = b.finish();
-        let sh = files.get(Path::new("/r/usr/bin/sh")).expect("aliased");
-        assert_eq!(packages[sh.package as usize].name, "a");
-        assert!(sh.digest.is_some());
+        let index = RpmIndex {
+            db_dir: PathBuf::from("/var/lib/rpm"),
+            root,
+            aliases,
+            locks: Vec::new(),
+            stamp: stamp_of(&packages),
+            packages,
+            files,
+        };
+        for path in ["/bin/rm", "/usr/bin/rm"] {
+            let owner = index.owner(Path::new(path)).expect("owned");
+            assert_eq!(owner.package, "coreutils");
+            assert_eq!(owner.version, "1:9.1-2");
+            let digest = owner.digest.expect("digest");
+            assert_eq!(digest.algo, DigestAlgo::Md5, "no FILEDIGESTALGO = md5");
+            assert_eq!(
+                hex::encode(digest.bytes),
+                "0123456789abcdef0123456789abcdef"
+            );
+        }
+        assert!(index.owner(Path::new("/usr/bin/rmdir")).is_none());
+        assert!(index.owner(Path::new("relative/bin/rm")).is_none());
+        assert!(index.is_database_file(Path::new("/var/lib/rpm/rpmdb.sqlite")));
+        assert!(!index.is_database_file(Path::new("/var/lib/rpmx")));
+    }
+
+    #[test]
+    fn package_paths_are_normalised() {
+        let mut out = Vec::new();
+        for (dir, base, want) in [
+            (&b"/usr/bin/"[..], &b"x"[..], Some(&b"/usr/bin/x"[..])),
+            (b"/usr/bin", b"x", Some(b"/usr/bin/x")),
+            (b"", b"/bin/sh", Some(b"/bin/sh")),
+            (b"", b"/", Some(b"/")),
+            (b"/", b"", Some(b"/")),
+            (b"/usr/share/doc/", b"", Some(b"/usr/share/doc")),
+            (b"", b"", None),
+        ] {
+            let ok = package_path(dir, base, &mut out);
+            assert_eq!(ok.then_some(out.as_slice()), want, "{dir:?} {base:?}");
+        }
+        let aliases = vec![(b"/bin".to_vec(), b"/usr/bin".to_vec())];
+        assert_eq!(&*resolve_alias(&aliases, b"/bin/sh"), b"/usr/bin/sh");
+        assert_eq!(&*resolve_alias(&aliases, b"/bin"), b"/usr/bin");
+        assert_eq!(&*resolve_alias(&aliases, b"/binx/sh"), b"/binx/sh");
     }
 }
