@@ -12,10 +12,12 @@
 //!
 //! What rpm does during an upgrade (strace of rpm 4.18, `rpm -U`): it takes the transaction
 //! lock (`<dbpath>/.rpm.lock`, an fcntl write lock on the whole file), writes each new file to
-//! `<path>;<8 hex of the transaction id>` and renames it over `<path>`, and only then writes
-//! the new header (and erases the old one) through the WAL; the checkpoint into
-//! `rpmdb.sqlite` comes last, then the lock is released. So a changed file is in place
-//! before its digest is recorded, as with dpkg.
+//! `<path>;<8 hex of the transaction id>` and renames it over `<path>`, and only then adds
+//! the new header through the WAL (`rpmdbAdd`, one committed sqlite savepoint), then erases
+//! the old header (`rpmdbRemove`, another); the checkpoint into `rpmdb.sqlite` comes when
+//! rpm closes the database, then the lock is released. So a changed file is in place before
+//! its digest is recorded, as with dpkg, and for a moment both headers are installed: a path
+//! owned twice goes to the later-installed header (the new one).
 
 use super::{DigestAlgo, FileDigest, Manager, Owner, PackageDb};
 use sha2::{Digest, Sha256};
