@@ -323,6 +323,58 @@ fn a_running_rpm_transaction_is_seen_through_its_lock() {
     );
 }
 
+/// The moment of an upgrade between rpm adding the new header and erasing the old one (the
+/// new package's %post runs there): both are installed, the lock is held, and the index
+/// gives the path to the new package, with the new digest.
+#[test]
+fn in_the_middle_of_an_upgrade_the_new_header_wins() {
+    if !can_run() {
+        return;
+    }
+    let (_dir, build, root) = setup();
+    let v1 = RpmSpec::new("mid", "1").file(RpmFile::new("/usr/bin/mid", b"mid v1\n", 0o755));
+    let v2 = RpmSpec::new("mid", "2")
+        .post_lua("while not posix.access(\"/go\") do posix.sleep(1) end")
+        .file(RpmFile::new("/usr/bin/mid", b"mid v2\n", 0o755));
+    root.install(&rpms::build(&build, &v1));
+    let rpm2 = rpms::build(&build, &v2);
+    let mut index = load(&root);
+    let child = root
+        .command()
+        .args(["-U", "--nodeps"])
+        .arg(&rpm2)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rpm -U");
+    let db_file = root.db_dir().join("rpmdb.sqlite");
+    let both = common::wait_until(Duration::from_secs(30), || {
+        index.refresh(&db_file).is_ok() && index.package_count() == 2
+    });
+    let running = index.transaction_running();
+    let owner = index.owner(&root.path("/usr/bin/mid"));
+    std::fs::write(root.path("/go"), b"").expect("release the scriptlet");
+    let out = child.wait_with_output().expect("rpm finished");
+    assert!(
+        out.status.success(),
+        "rpm -U failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(both, "never saw both headers installed");
+    assert!(running, "the lock is held during %post");
+    let owner = owner.expect("owned");
+    assert_eq!(owner.version, "2-1");
+    assert_eq!(owner.digest.expect("digest").bytes, sha256(b"mid v2\n"));
+
+    index.refresh(&db_file).expect("refresh");
+    assert_eq!(
+        index.package_count(),
+        1,
+        "the old header is erased after %post"
+    );
+    assert!(!index.transaction_running());
+}
+
 #[test]
 fn find_db_locates_the_rpmdb() {
     if !can_run() {

@@ -15,6 +15,8 @@
 //! root.upgrade(&rpm2);                               // rpm -U
 //! root.downgrade(&rpm1);                             // rpm -U --oldpackage
 //! root.erase("hello");                               // rpm -e
+//! // A transaction held open: RpmSpec::pre_lua / post_lua with a lua loop waiting for a
+//! // file, installed with root.command().args(["-U", "--nodeps"]).arg(&rpm).spawn().
 //! // root.db_dir(): the rpmdb directory to hand to `RpmIndex::load(db_dir, &root.root)`;
 //! // root.path("/usr/bin/hello"): the real file, `<root>/usr/bin/hello`.
 //! ```
@@ -102,6 +104,9 @@ pub struct RpmSpec {
     /// needs no shell); it only runs when installed without `--noscripts` (see
     /// [`RpmRoot::command`]).
     pub pre_lua: Option<String>,
+    /// A `%post -p <lua>` scriptlet, likewise. rpm runs it after it unpacked the files and
+    /// added the new header, and before it erases the old header of an upgrade.
+    pub post_lua: Option<String>,
 }
 
 impl RpmSpec {
@@ -114,6 +119,7 @@ impl RpmSpec {
             files: Vec::new(),
             digest_algo: 8,
             pre_lua: None,
+            post_lua: None,
         }
     }
 
@@ -142,6 +148,11 @@ impl RpmSpec {
         self
     }
 
+    pub fn post_lua(mut self, script: &str) -> RpmSpec {
+        self.post_lua = Some(script.to_string());
+        self
+    }
+
     /// `[epoch:]version-release`, as the rpm index reports it.
     pub fn evr(&self) -> String {
         match self.epoch {
@@ -162,6 +173,9 @@ impl RpmSpec {
         s.push_str("%description\nfimd test package\n\n");
         if let Some(lua) = &self.pre_lua {
             s.push_str(&format!("%pre -p <lua>\n{lua}\n\n"));
+        }
+        if let Some(lua) = &self.post_lua {
+            s.push_str(&format!("%post -p <lua>\n{lua}\n\n"));
         }
         s.push_str("%install\n");
         for (i, f) in self.files.iter().enumerate() {
