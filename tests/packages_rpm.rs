@@ -276,6 +276,46 @@ fn a_database_without_wal_and_shm_files_loads() {
     eprintln!("rpmdb dir after a read-only load: {left:?}");
 }
 
+/// A hostile or damaged header row is skipped; the other packages still load.
+#[test]
+fn a_malformed_header_row_is_skipped() {
+    if !can_run() {
+        return;
+    }
+    let (_dir, build, root) = setup();
+    root.install(&rpms::build(&build, &hello("1.0", b"x\n")));
+    let db_file = root.db_dir().join("rpmdb.sqlite");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db_file)
+            .connect()
+            .await
+            .expect("open the rpmdb");
+        // Counts claiming more than the blob holds, then plain garbage, then an empty blob.
+        for blob in [
+            vec![0, 0, 0, 200, 0, 0, 16, 0, 1, 2, 3],
+            b"garbage".to_vec(),
+            Vec::new(),
+        ] {
+            sqlx::query("INSERT INTO Packages (blob) VALUES (?)")
+                .bind(blob)
+                .execute(&mut conn)
+                .await
+                .expect("insert");
+        }
+        conn.close().await.expect("close");
+    });
+    let index = load(&root);
+    assert_eq!(index.package_count(), 1);
+    assert_eq!(index.len(), 3);
+    assert!(index.owner(&root.path("/usr/bin/hello")).is_some());
+}
+
 #[test]
 fn a_missing_database_is_an_error() {
     let dir = tempfile::tempdir().expect("tempdir");
