@@ -27,28 +27,33 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Peak resident set (`VmHWM`) in KiB.
-fn peak_rss_kib() -> u64 {
+/// A `/proc/self/status` figure in KiB (`VmHWM`: peak resident set, `VmRSS`: now).
+fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
 }
 
 fn bench(admin: &Path, root: &Path) -> anyhow::Result<()> {
     let before = peak_rss_kib();
     let start = Instant::now();
-    let idx = DpkgIndex::load(admin, root)?;
+    let mut idx = DpkgIndex::load(admin, root)?;
     let load = start.elapsed();
     let after = peak_rss_kib();
     println!(
-        "load: {:.3} s, {} paths, {} packages, peak RSS {:.1} MiB ({:.1} MiB before loading)",
+        "load: {:.3} s, {} paths, {} packages, peak RSS {:.1} MiB, RSS after {:.1} MiB ({:.1} MiB before loading)",
         load.as_secs_f64(),
         idx.len(),
         idx.package_count(),
         after as f64 / 1024.0,
+        status_kib("VmRSS:") as f64 / 1024.0,
         before as f64 / 1024.0,
     );
     // A second load while the first is alive: what a full reload costs at its peak.
@@ -61,6 +66,26 @@ fn bench(admin: &Path, root: &Path) -> anyhow::Result<()> {
     );
     drop(again);
     lookups(&idx, admin, root)?;
+    refresh_one(&mut idx, admin)?;
+    Ok(())
+}
+
+/// Time `refresh()` of the largest package's `.md5sums` (what an upgrade of it costs).
+fn refresh_one(idx: &mut DpkgIndex, admin: &Path) -> anyhow::Result<()> {
+    let largest = std::fs::read_dir(admin.join("info"))?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "md5sums"))
+        .max_by_key(|e| e.metadata().map(|m| m.len()).unwrap_or(0));
+    let Some(file) = largest else {
+        return Ok(());
+    };
+    let start = Instant::now();
+    idx.refresh(&file.path())?;
+    println!(
+        "refresh({}): {:.1} ms",
+        file.file_name().to_string_lossy(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
     Ok(())
 }
 

@@ -40,16 +40,15 @@ const INSTALLED_STATES: [&str; 6] = [
     "triggers-pending",
 ];
 
+mod table;
+use table::{Rec, Table};
+
 const HAS_DIGEST: u8 = 1;
 const CONFFILE: u8 = 2;
-/// Another package listed the same path too (Multi-Arch: same, or a file moving between
-/// packages): removing one owner cannot simply drop the entry.
-const SHARED: u8 = 4;
 
-/// One indexed path: 24 bytes, the package by slot number.
+/// One file of a package, before it goes into the table.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    pkg: u32,
     flags: u8,
     md5: [u8; 16],
 }
@@ -68,6 +67,8 @@ struct Package {
     /// Package paths (as dpkg records them) with the md5 of the shipped version (`None` for
     /// `newconffile`: not configured yet).
     conffiles: Vec<(Vec<u8>, Option<[u8; 16]>)>,
+    /// When it was last (re)loaded: of two packages listing one path, the newer owns it.
+    generation: u64,
 }
 
 /// One paragraph of `status` (or of an `updates/` journal file), the fields we use.
@@ -102,6 +103,7 @@ impl StatusRecord {
             version: self.version,
             stem,
             conffiles: self.conffiles,
+            generation: 0,
         }
     }
 }
@@ -191,7 +193,8 @@ pub struct DpkgIndex {
     /// Package slots; `None` once a package is removed (slot numbers stay valid).
     pkgs: Vec<Option<Package>>,
     by_stem: HashMap<String, u32>,
-    paths: HashMap<Box<[u8]>, Entry>,
+    table: Table,
+    generation: u64,
     repo: Mutex<RepoCache>,
 }
 
@@ -209,7 +212,8 @@ impl DpkgIndex {
             diversions,
             pkgs: Vec::new(),
             by_stem: HashMap::new(),
-            paths: HashMap::new(),
+            table: Table::default(),
+            generation: 0,
             repo: Mutex::new(RepoCache::default()),
         };
         for record in read_status(&index.admin)? {
@@ -219,6 +223,7 @@ impl DpkgIndex {
                 index.insert_package(package, entries);
             }
         }
+        index.table.finish();
         Ok(index)
     }
 
@@ -268,7 +273,7 @@ impl DpkgIndex {
                 Some(md5) => (HAS_DIGEST, *md5),
                 None => (0, [0; 16]),
             };
-            out.push((self.key_for(pkg, path), Entry { pkg: 0, flags, md5 }));
+            out.push((self.key_for(pkg, path), Entry { flags, md5 }));
         }
         self.add_conffiles(pkg, &mut out);
         Ok(Some(out))
@@ -279,7 +284,6 @@ impl DpkgIndex {
         for (path, md5) in &pkg.conffiles {
             let key = self.key_for(pkg, path);
             let entry = Entry {
-                pkg: 0,
                 flags: CONFFILE | if md5.is_some() { HAS_DIGEST } else { 0 },
                 md5: md5.unwrap_or([0; 16]),
             };
@@ -300,8 +304,9 @@ impl DpkgIndex {
         }
     }
 
-    /// Put a package and its entries in (a new slot, or its old one).
-    fn insert_package(&mut self, pkg: Package, entries: Option<Entries>) {
+    /// Put a package and its entries in (a new slot, or its old one); `table.finish()` must
+    /// follow before a lookup.
+    fn insert_package(&mut self, mut pkg: Package, entries: Option<Entries>) {
         let Some(entries) = entries else {
             return;
         };
@@ -314,39 +319,27 @@ impl DpkgIndex {
                 slot
             }
         };
-        for (key, mut entry) in entries {
-            entry.pkg = slot;
-            if let Some(old) = self.paths.get(&key) {
-                if old.pkg != slot {
-                    entry.flags |= SHARED;
-                }
+        for (key, e) in entries {
+            if !self.table.push(&key, slot, e.flags, e.md5) {
+                tracing::debug!(package = %pkg.name, "path too long for the dpkg index; skipped");
             }
-            self.paths.insert(key, entry);
         }
+        self.generation += 1;
+        pkg.generation = self.generation;
         if let Some(place) = self.pkgs.get_mut(slot as usize) {
             *place = Some(pkg);
         }
     }
 
-    /// Drop a package's entries. False (nothing changed) when one was shared with another
-    /// package: only a full reload knows who still owns it.
-    fn remove_package(&mut self, stem: &str) -> bool {
-        let Some(&slot) = self.by_stem.get(stem) else {
-            return true;
+    /// Drop a package and its entries.
+    fn remove_package(&mut self, stem: &str) {
+        let Some(slot) = self.by_stem.remove(stem) else {
+            return;
         };
-        if self
-            .paths
-            .values()
-            .any(|e| e.pkg == slot && e.flags & SHARED != 0)
-        {
-            return false;
-        }
-        self.paths.retain(|_, e| e.pkg != slot);
-        self.by_stem.remove(stem);
+        self.table.remove_package(slot);
         if let Some(place) = self.pkgs.get_mut(slot as usize) {
             *place = None;
         }
-        true
     }
 
     /// Reload everything, keeping the apt cache (it depends on apt's lists only).
@@ -368,12 +361,11 @@ impl DpkgIndex {
             Some(p) => self.package_entries(p)?,
             None => None,
         };
-        if !self.remove_package(stem) {
-            return self.reload();
-        }
+        self.remove_package(stem);
         if let Some(p) = package {
             self.insert_package(p, entries);
         }
+        self.table.finish();
         Ok(())
     }
 
@@ -405,11 +397,14 @@ impl DpkgIndex {
         Ok(())
     }
 
-    /// The installed-file entry for a key, with its package.
-    fn lookup(&self, key: &[u8]) -> Option<(&Entry, &Package)> {
-        let entry = self.paths.get(key)?;
-        let pkg = self.pkgs.get(entry.pkg as usize)?.as_ref()?;
-        Some((entry, pkg))
+    /// The record for a key, with its package (the most recently loaded one when several
+    /// packages list the path).
+    fn lookup(&self, key: &[u8]) -> Option<(&Rec, &Package)> {
+        self.table
+            .get(key)
+            .iter()
+            .filter_map(|r| Some((r, self.pkgs.get(r.pkg as usize)?.as_ref()?)))
+            .max_by_key(|(_, p)| p.generation)
     }
 }
 
@@ -520,7 +515,7 @@ impl PackageDb for DpkgIndex {
     }
 
     fn len(&self) -> usize {
-        self.paths.len()
+        self.table.len()
     }
 }
 

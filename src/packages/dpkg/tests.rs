@@ -314,6 +314,7 @@ fn status_change_reloads_everything() {
 
 #[test]
 fn shared_file_survives_one_owner_leaving() {
+    // Removing either owner of a shared path leaves the other in place.
     let f = sample();
     let status = fs::read_to_string(f.admin.join("status")).unwrap()
         + &paragraph("libz", "1.3", "Multi-Arch: same\n").replace("amd64", "i386");
@@ -328,6 +329,12 @@ fn shared_file_survives_one_owner_leaving() {
     );
     let mut idx = f.load();
     assert_eq!(idx.package_count(), 4);
+    let copyright = f.real("/usr/share/doc/libz/copyright");
+    assert_eq!(idx.owner(&copyright).unwrap().arch, "i386", "loaded last");
+    // The most recently (re)loaded package is the owner (a file moving between packages).
+    assert!(idx.refresh(&f.admin.join("info/libz:amd64.list")).unwrap());
+    assert_eq!(idx.owner(&copyright).unwrap().arch, "amd64");
+    assert_eq!(idx.len(), 11, "one record per package for the shared path");
     fs::remove_file(f.admin.join("info/libz:i386.list")).unwrap();
     assert!(idx.refresh(&f.admin.join("info/libz:i386.list")).unwrap());
     let o = idx.owner(&f.real("/usr/share/doc/libz/copyright")).unwrap();
