@@ -135,6 +135,62 @@ fn install_upgrade_downgrade_remove() {
     assert_eq!(DpkgIndex::load(&admin, &root).expect("load").len(), 0);
 }
 
+/// In the middle of a real upgrade (dpkg paused in the new version's postinst): the new
+/// version is only in dpkg's `updates/` journal, not yet in `status`, and dpkg's lock is held.
+#[test]
+fn mid_upgrade_state_comes_from_the_journal() {
+    if !usable() {
+        return;
+    }
+    let (tmp, root, admin) = setup();
+    debs::install(&root, &foo("1.0-1").build(tmp.path()));
+    let mut idx = DpkgIndex::load(&admin, &root).expect("load");
+    assert!(!idx.transaction_running());
+
+    let gate = debs::Gate::new(tmp.path(), "postinst");
+    let v2 = foo("1.0-2")
+        .script("postinst", &debs::pause_script(&gate))
+        .build(tmp.path());
+    let mut dpkg = debs::spawn_dpkg(&root, &["-i", v2.to_str().expect("UTF-8")]);
+    assert!(
+        gate.wait_reached(std::time::Duration::from_secs(30)),
+        "postinst never ran"
+    );
+
+    assert!(idx.transaction_running(), "dpkg holds its lock");
+    let status = std::fs::read_to_string(admin.join("status")).expect("read status");
+    assert!(
+        status.contains("Version: 1.0-1"),
+        "status not rewritten yet"
+    );
+    // What a watcher sees in order: .list, .md5sums, then the journal entry.
+    assert!(idx
+        .refresh(&admin.join("info/foo.md5sums"))
+        .expect("refresh"));
+    let journal = std::fs::read_dir(admin.join("updates"))
+        .expect("updates/")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n != "tmp.i"))
+        .max()
+        .expect("a journal entry");
+    assert!(idx.refresh(&journal).expect("refresh"));
+    let bin = root.join("usr/bin/foo");
+    let o = owner(&idx, &bin);
+    assert_eq!(o.version, "1.0-2");
+    assert_eq!(o.digest, Some(md5_of(&bin)));
+    assert_eq!(
+        DpkgIndex::load(&admin, &root).expect("load").owner(&bin),
+        Some(o)
+    );
+
+    gate.open();
+    assert!(dpkg.wait().expect("wait for dpkg").success());
+    assert!(!idx.transaction_running());
+    assert!(idx.refresh(&admin.join("status")).expect("refresh"));
+    assert_eq!(owner(&idx, &bin).version, "1.0-2");
+}
+
 #[test]
 fn diversion_resolves_to_the_file_really_there() {
     if !usable() {

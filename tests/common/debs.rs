@@ -16,9 +16,15 @@
 //!
 //! As root, `--root` alone is enough for packages without maintainer scripts (it sets both
 //! the install dir and the admin dir); `--log` keeps the run out of the host's
-//! `/var/log/dpkg.log` (dpkg 1.21 does not prefix its default log path with `--root`). The
-//! packages built here never have maintainer scripts, so nothing is run in a chroot.
+//! `/var/log/dpkg.log` (dpkg 1.21 does not prefix its default log path with `--root`).
+//! `--force-script-chrootless` runs a package's maintainer scripts (`Deb::script`) on the
+//! host instead of in a chroot of the root (which has no shell): they see `DPKG_ROOT`.
 //! dpkg refuses to run without root: check `is_root() && have_dpkg()` first (see `can_run`).
+//!
+//! To look at the database in the middle of a transaction, give the package a `postinst`
+//! from `pause_script` and start dpkg with `spawn_dpkg`: files are unpacked, `.list` and
+//! `.md5sums` rewritten and the new version recorded in `updates/` (not yet in `status`),
+//! and dpkg holds its locks, until the test calls `Gate::open`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,6 +50,8 @@ pub struct Deb {
     pub files: Vec<(String, Vec<u8>, u32)>,
     /// Absolute paths of files (among `files`) dpkg treats as conffiles.
     pub conffiles: Vec<String>,
+    /// Maintainer scripts: (`preinst`|`postinst`|`prerm`|`postrm`, body).
+    pub scripts: Vec<(String, String)>,
 }
 
 impl Deb {
@@ -53,7 +61,15 @@ impl Deb {
             version: version.to_string(),
             files: Vec::new(),
             conffiles: Vec::new(),
+            scripts: Vec::new(),
         }
+    }
+
+    /// Add a maintainer script (`preinst`, `postinst`, `prerm`, `postrm`); `body` is the
+    /// whole script, `#!/bin/sh` line included.
+    pub fn script(mut self, name: &str, body: &str) -> Deb {
+        self.scripts.push((name.to_string(), body.to_string()));
+        self
     }
 
     /// Add a regular file (`path` absolute, e.g. `/usr/bin/foo`).
@@ -82,6 +98,11 @@ impl Deb {
         if !self.conffiles.is_empty() {
             let list = self.conffiles.join("\n") + "\n";
             std::fs::write(tree.join("DEBIAN/conffiles"), list).expect("write conffiles");
+        }
+        for (name, body) in &self.scripts {
+            let p = tree.join("DEBIAN").join(name);
+            std::fs::write(&p, body).expect("write maintainer script");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         }
         for (path, content, mode) in &self.files {
             let p = tree.join(path.trim_start_matches('/'));
@@ -128,14 +149,67 @@ pub fn dpkg_log(root: &Path) -> PathBuf {
     root.join("var/log/dpkg.log")
 }
 
-/// `dpkg --root=<root> --log=<root>/var/log/dpkg.log ARGS`, whatever its outcome.
-pub fn dpkg(root: &Path, args: &[&str]) -> Run {
+/// `dpkg --root=<root> --log=<root>/var/log/dpkg.log --force-script-chrootless ARGS`.
+fn dpkg_command(root: &Path, args: &[&str]) -> Command {
     let mut c = Command::new("dpkg");
     c.arg(format!("--root={}", root.display()))
         .arg(format!("--log={}", dpkg_log(root).display()))
+        .arg("--force-script-chrootless")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive");
-    Run::from(c.output().expect("run dpkg"))
+    c
+}
+
+/// Run dpkg in the root with ARGS (e.g. `["-i", deb]`), whatever its outcome.
+pub fn dpkg(root: &Path, args: &[&str]) -> Run {
+    Run::from(dpkg_command(root, args).output().expect("run dpkg"))
+}
+
+/// Start dpkg in the root with ARGS in the background (output discarded); `wait()` on it.
+pub fn spawn_dpkg(root: &Path, args: &[&str]) -> std::process::Child {
+    dpkg_command(root, args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn dpkg")
+}
+
+/// A pair of marker files for `pause_script`: the script creates `reached` and waits until
+/// `open` exists.
+pub struct Gate {
+    pub reached: PathBuf,
+    pub open: PathBuf,
+}
+
+impl Gate {
+    /// Markers in `dir` (outside the dpkg root), named after `name`.
+    pub fn new(dir: &Path, name: &str) -> Gate {
+        Gate {
+            reached: dir.join(format!("{name}.reached")),
+            open: dir.join(format!("{name}.open")),
+        }
+    }
+
+    /// Wait (at most `timeout`) until the script is paused; false if it never got there.
+    pub fn wait_reached(&self, timeout: std::time::Duration) -> bool {
+        super::wait_until(timeout, || self.reached.exists())
+    }
+
+    /// Let the script (and dpkg) go on.
+    pub fn open(&self) {
+        std::fs::write(&self.open, "").expect("open the gate");
+    }
+}
+
+/// A maintainer script that stops at `gate` (for at most 60 s, so a failed test cannot
+/// hang dpkg forever).
+pub fn pause_script(gate: &Gate) -> String {
+    format!(
+        "#!/bin/sh\ntouch '{}'\ni=0\nwhile [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n",
+        gate.reached.display(),
+        gate.open.display()
+    )
 }
 
 fn dpkg_ok(root: &Path, args: &[&str]) -> Run {
