@@ -56,6 +56,9 @@ struct Entry {
 /// One package's entries, keyed, before they go into the index.
 type Entries = Vec<(Box<[u8]>, Entry)>;
 
+/// A package re-read from disk: (info stem, its record if installed, its entries if listed).
+type Reread = (String, Option<Package>, Option<Entries>);
+
 /// One installed package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Package {
@@ -281,14 +284,22 @@ impl DpkgIndex {
 
     /// Mark the conffiles (digest from status, not md5sums), adding any `.list` lacks.
     fn add_conffiles(&self, pkg: &Package, out: &mut Entries) {
+        if pkg.conffiles.is_empty() {
+            return;
+        }
+        let at: HashMap<Box<[u8]>, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.clone(), i))
+            .collect();
         for (path, md5) in &pkg.conffiles {
             let key = self.key_for(pkg, path);
             let entry = Entry {
                 flags: CONFFILE | if md5.is_some() { HAS_DIGEST } else { 0 },
                 md5: md5.unwrap_or([0; 16]),
             };
-            match out.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, e)) => *e = entry,
+            match at.get(&key) {
+                Some(&i) => out[i].1 = entry,
                 None => out.push((key, entry)),
             }
         }
@@ -350,50 +361,61 @@ impl DpkgIndex {
         Ok(())
     }
 
-    /// Reload one package (by its `info/` stem) from the current status and its files.
-    fn refresh_package(&mut self, stem: &str, records: &[StatusRecord]) -> io::Result<()> {
+    /// What one package (by its `info/` stem) is now: its status record if installed, and
+    /// its entries if its `.list` exists.
+    fn read_package(&self, stem: &str, records: &[StatusRecord]) -> io::Result<Reread> {
         let package = records
             .iter()
             .find(|r| r.installed() && r.stem() == stem)
             .map(|r| r.clone().into_package());
-        // Read everything first: an error leaves the index as it was.
         let entries = match &package {
             Some(p) => self.package_entries(p)?,
             None => None,
         };
-        self.remove_package(stem);
-        if let Some(p) = package {
-            self.insert_package(p, entries);
+        Ok((stem.to_string(), package, entries))
+    }
+
+    /// Replace packages by what `read_package` found (read everything first, then apply:
+    /// an error leaves the index as it was).
+    fn apply(&mut self, reread: Vec<Reread>) {
+        for (stem, package, entries) in reread {
+            self.remove_package(&stem);
+            if let Some(p) = package {
+                self.insert_package(p, entries);
+            }
+            self.table.finish();
         }
-        self.table.finish();
-        Ok(())
     }
 
     /// The status (or its journal) changed: new versions are set in place; packages that
-    /// appeared, went, or whose conffiles changed are reloaded one by one.
+    /// appeared, went, or whose conffiles changed are reloaded.
     fn refresh_status(&mut self) -> io::Result<()> {
         let records = read_status(&self.admin)?;
         let mut stems: Vec<String> = Vec::new();
+        let mut versions: Vec<(u32, &str)> = Vec::new();
         let mut seen = HashSet::new();
         for r in records.iter().filter(|r| r.installed()) {
             let stem = r.stem();
-            seen.insert(stem.clone());
-            let current = self
-                .by_stem
-                .get(&stem)
-                .and_then(|&slot| self.pkgs.get_mut(slot as usize))
-                .and_then(Option::as_mut);
-            match current {
+            let slot = self.by_stem.get(&stem).copied();
+            match slot.and_then(|s| self.pkgs.get(s as usize)?.as_ref()) {
                 Some(p) if p.conffiles == r.conffiles && p.arch == r.arch => {
-                    p.version.clone_from(&r.version)
+                    versions.extend(slot.map(|s| (s, r.version.as_str())));
                 }
-                _ => stems.push(stem),
+                _ => stems.push(stem.clone()),
             }
+            seen.insert(stem);
         }
         stems.extend(self.by_stem.keys().filter(|s| !seen.contains(*s)).cloned());
-        for stem in stems {
-            self.refresh_package(&stem, &records)?;
+        let reread = stems
+            .iter()
+            .map(|stem| self.read_package(stem, &records))
+            .collect::<io::Result<Vec<_>>>()?;
+        for (slot, version) in versions {
+            if let Some(Some(p)) = self.pkgs.get_mut(slot as usize) {
+                p.version = version.to_string();
+            }
         }
+        self.apply(reread);
         Ok(())
     }
 
@@ -510,7 +532,8 @@ impl PackageDb for DpkgIndex {
             _ => return Ok(false),
         };
         let records = read_status(&self.admin)?;
-        self.refresh_package(&stem, &records)?;
+        let reread = self.read_package(&stem, &records)?;
+        self.apply(vec![reread]);
         Ok(true)
     }
 

@@ -508,3 +508,17 @@ fn conffile_lines() {
     );
     assert_eq!(parse_conffile(b" garbage"), None);
 }
+
+#[test]
+fn journal_refresh_error_changes_nothing() {
+    let f = sample();
+    let mut idx = f.load();
+    // bar: a new version only; foo: new conffiles (a reload) whose md5sums cannot be read.
+    f.write("updates/0000", &paragraph("bar", "1:2.1", ""));
+    f.write("updates/0001", &paragraph("foo", "1.0-2", ""));
+    fs::remove_file(f.admin.join("info/foo.md5sums")).unwrap();
+    fs::create_dir(f.admin.join("info/foo.md5sums")).unwrap();
+    assert!(idx.refresh(&f.admin.join("updates/0001")).is_err());
+    assert_eq!(idx.owner(&f.real("/bin/bar")).unwrap().version, "1:2.0");
+    assert!(idx.owner(&f.real("/etc/foo.conf")).unwrap().conffile);
+}
