@@ -10,6 +10,10 @@
 //! folds them into `status` at a checkpoint (the end of the run): during an upgrade the new
 //! version and the new conffile digests are ONLY in the journal. Reading `status` alone would
 //! give the old version next to the new md5sums.
+//!
+//! The transaction probe queries `lock-frontend` and `lock` with `F_OFD_GETLK` (`F_GETLK`
+//! before Linux 3.15), never taking them. Unlike `F_GETLK`, an OFD query also reports a
+//! classic lock held by this very process (`F_GETLK` only reports other processes' locks).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
