@@ -19,7 +19,9 @@
 //! `/var/log/dpkg.log` (dpkg 1.21 does not prefix its default log path with `--root`).
 //! `--force-script-chrootless` runs a package's maintainer scripts (`Deb::script`) on the
 //! host instead of in a chroot of the root (which has no shell): they see `DPKG_ROOT`.
-//! dpkg refuses to run without root: check `is_root() && have_dpkg()` first (see `can_run`).
+//! Without root dpkg stops at "requested operation requires superuser privilege" unless given
+//! `--force-not-root` (not passed here): these helpers are for root; check
+//! `is_root() && have_dpkg()` first (see `can_run`).
 //!
 //! To look at the database in the middle of a transaction, give the package a `postinst`
 //! from `pause_script` and start dpkg with `spawn_dpkg`: files are unpacked, `.list` and
@@ -31,7 +33,7 @@ use std::process::Command;
 
 use super::Run;
 
-/// `dpkg` and `dpkg-deb` are on PATH.
+/// `dpkg`, `dpkg-deb` and `dpkg-divert` are on PATH.
 pub fn have_dpkg() -> bool {
     ["dpkg", "dpkg-deb", "dpkg-divert"].iter().all(|tool| {
         Command::new(tool)
@@ -41,7 +43,8 @@ pub fn have_dpkg() -> bool {
     })
 }
 
-/// A package to build: architecture `all`, no maintainer scripts, no dependencies.
+/// A package to build: architecture `all`, no dependencies, maintainer scripts only if
+/// added.
 #[derive(Debug, Clone)]
 pub struct Deb {
     pub name: String,
