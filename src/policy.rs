@@ -419,4 +419,50 @@ mod tests {
         let _ = authorized_keys_files(&dir.path().join("missing"), &mut warnings);
         assert_eq!(warnings.len(), 1);
     }
+
+    #[test]
+    fn default_root_watch_skips_toolchains_and_caches_and_fimd_config_is_watched() {
+        // Only meaningful where /root is a real directory (as on any Linux server).
+        let pol = Policy::from_config(&cfg_with(crate::config::default_watches()), Path::new("f"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if !pol
+            .watches
+            .iter()
+            .any(|w| w.configured == Path::new("/root") && w.root == Path::new("/root"))
+        {
+            return;
+        }
+        for skipped in [
+            "/root/.pyenv/versions/3.12/lib/os.py",
+            "/root/.nvm/versions/node/bin/node",
+            "/root/.rbenv/shims/ruby",
+            "/root/.local/lib/python3.11/site-packages/x.py",
+            "/root/.local/share/virtualenvs/app/bin/python",
+            "/root/.cache/pip/http/a",
+            "/root/go/pkg/mod/x.go",
+            "/root/.m2/repository/a.jar",
+            "/root/.gradle/caches/a.bin",
+            "/root/app/node_modules/left-pad/index.js",
+            "/root/app/__pycache__/m.cpython-311.pyc",
+            "/root/.cargo/registry/cache/a.crate",
+            "/root/.rustup/toolchains/x",
+            "/root/.npm/_cacache/x",
+        ] {
+            assert!(!pol.selects(Path::new(skipped)), "{skipped} is selected");
+        }
+        for dir in [
+            "/root/.pyenv",
+            "/root/app/node_modules",
+            "/root/app/__pycache__",
+            "/root/go/pkg",
+        ] {
+            assert!(!pol.walks_dir(Path::new(dir)), "{dir} is walked");
+        }
+        assert!(pol.selects(Path::new("/root/app/main.py")));
+        assert!(pol.selects(Path::new("/root/go/src/main.go")));
+        assert!(pol.selects(Path::new("/root/.local/bin/tool")));
+        // fimd's own configuration, whatever the file name or extension.
+        assert!(pol.selects(Path::new("/etc/fimd/fimd.toml")));
+        assert!(pol.selects(Path::new("/etc/fimd/creds/slack-webhook-url")));
+    }
 }

@@ -139,10 +139,16 @@ impl Registry {
     }
 }
 
-/// Watch `dir` and, when `recursive`, every directory below it (symlinks not followed).
+/// Watch `dir` and, when `recursive`, every directory below it that the policy walks
+/// (`walks`: excluded trees such as `node_modules` cost no watches; symlinks are not followed).
 /// Directories that vanish or cannot be read during the walk are skipped; running out of
 /// watches (ENOSPC) or failing on `dir` itself is an error.
-fn add_tree(registry: &Mutex<Registry>, dir: &Path, recursive: bool) -> io::Result<()> {
+fn add_tree(
+    registry: &Mutex<Registry>,
+    dir: &Path,
+    recursive: bool,
+    walks: &dyn Fn(&Path) -> bool,
+) -> io::Result<()> {
     let add = |p: &Path| -> io::Result<()> {
         let mut r = registry
             .lock()
@@ -157,7 +163,7 @@ fn add_tree(registry: &Mutex<Registry>, dir: &Path, recursive: bool) -> io::Resu
         .follow_links(false)
         .min_depth(1)
         .into_iter()
-        .filter_entry(|e| e.file_type().is_dir());
+        .filter_entry(|e| e.file_type().is_dir() && walks(e.path()));
     for entry in walk.flatten() {
         match add(entry.path()) {
             Ok(()) => {}
@@ -351,7 +357,8 @@ impl Watches {
             return None;
         };
         let recursive = s.recursive && target == s.path;
-        match add_tree(&self.registry, &target, recursive) {
+        let policy = current(&self.filter).policy.clone();
+        match add_tree(&self.registry, &target, recursive, &|p| policy.walks_dir(p)) {
             Ok(()) => None,
             Err(e) if is_out_of_watches(&e) => {
                 // Give back the watches this tree took before the limit: they cannot make it
@@ -467,7 +474,12 @@ impl Reader {
             if dir.recursive && is_dir {
                 if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
                     drop(registry);
-                    if let Err(e) = add_tree(&self.registry, &path, true) {
+                    let walks = |p: &Path| filter.policy.walks_dir(p);
+                    let result = match walks(&path) {
+                        true => add_tree(&self.registry, &path, true, &walks),
+                        false => Ok(()),
+                    };
+                    if let Err(e) = result {
                         if is_out_of_watches(&e) {
                             out_of_watches.push(path.clone());
                         }
