@@ -332,11 +332,11 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
             });
             let error = with_detail(reason.to_string());
             tracing::warn!(sink = name, status = %status, error = %error, attempt,
-                retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+                retry_in = %crate::timefmt::human_secs(delay), "alert delivery failed; will retry");
             Resolution::Retry { delay, error }
         }
         Outcome::PauseSink { for_ } => {
-            tracing::warn!(sink = name, status = %status, pause = %humantime::format_duration(*for_),
+            tracing::warn!(sink = name, status = %status, pause = %crate::timefmt::human_secs(*for_),
                 "sink throttled us; pausing it");
             Resolution::Pause {
                 for_: *for_,

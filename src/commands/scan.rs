@@ -8,6 +8,7 @@ use super::{CmdError, Exit};
 use crate::event::{display_path, Event, EventKind, Source};
 use crate::pipeline::Mode;
 use crate::store::StoreError;
+use crate::timefmt::{human_bytes, human_secs, plural};
 
 /// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
@@ -29,21 +30,23 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     let report = report?;
     store.end_bulk().await?;
     store.close().await;
+    let took = started.elapsed();
     tracing::debug!(
         entries = report.entries,
         hashed = report.hashed,
-        seconds = started.elapsed().as_secs_f64(),
+        took = %human_secs(took),
         "baseline built"
     );
-    if std::io::stderr().is_terminal() {
-        eprintln!(
-            "fimd: baseline of {} entries ({} files hashed) in {:.2} s: {}",
-            report.entries,
-            report.hashed,
-            started.elapsed().as_secs_f64(),
-            ctx.cfg.daemon.database.display()
-        );
-    }
+    // Always (also from cron or a script): what init did, on stderr.
+    let size = std::fs::metadata(&ctx.cfg.daemon.database).map_or(0, |m| m.len());
+    eprintln!(
+        "fimd: baseline of {} ({} hashed) in {}; database {} ({})",
+        plural(report.entries as usize, "entry", "entries"),
+        plural(report.hashed as usize, "file", "files"),
+        human_secs(took),
+        display_path(&ctx.cfg.daemon.database),
+        human_bytes(size)
+    );
     Ok(Exit::Clean)
 }
 
@@ -92,11 +95,11 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     print_stdout(&out)?;
     if !report.events.is_empty() || std::io::stderr().is_terminal() {
         eprintln!(
-            "fimd: {} ({} entries, {} hashed, {:.2} s{})",
+            "fimd: {} ({}, {} hashed, {}{})",
             summary(&report.events),
-            report.entries,
+            plural(report.entries as usize, "entry", "entries"),
             report.hashed,
-            started.elapsed().as_secs_f64(),
+            human_secs(started.elapsed()),
             if dry_run {
                 ", dry run: nothing recorded"
             } else {
@@ -131,8 +134,8 @@ fn summary(events: &[Event]) -> String {
     }
     let n = |k: EventKind| events.iter().filter(|e| e.event == k).count();
     format!(
-        "{} changes: {} added, {} removed, {} modified",
-        events.len(),
+        "{}: {} added, {} removed, {} modified",
+        plural(events.len(), "change", "changes"),
         n(EventKind::Added),
         n(EventKind::Removed),
         n(EventKind::Modified)

@@ -327,7 +327,7 @@ impl Daemon {
             .last_overflow_rescan
             .map_or(now, |t| (t + OVERFLOW_COOLDOWN).max(now));
         tracing::warn!(
-            rescan_in = %humantime::format_duration(Duration::from_millis((at - now).as_millis() as u64)),
+            rescan_in = %crate::timefmt::human_secs(at - now),
             "inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; a full rescan will close the gap"
         );
         self.overflow_due = Some(at);
