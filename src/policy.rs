@@ -71,6 +71,10 @@ pub struct Watch {
     pub root: PathBuf,
     /// The root existed when the policy was built.
     pub exists: bool,
+    /// A missing root is expected (`optional = true`, an authorized_keys candidate): no warning.
+    pub optional: bool,
+    /// An authorized_keys candidate from the passwd file (not a `[[watch]]`).
+    pub from_users: bool,
     /// The root is a directory (walked); otherwise a single-file target.
     pub is_dir: bool,
     pub recursive: bool,
@@ -163,14 +167,10 @@ impl Policy {
             let exclude =
                 Patterns::new(&w.exclude, &format!("watch[{i}].exclude")).map_err(invalid)?;
             let extensions = w.extensions.iter().map(|e| e.as_bytes().to_vec()).collect();
-            watches.push(Watch::resolve(
-                &w.path,
-                w.recursive,
-                extensions,
-                include,
-                exclude,
-                false,
-            ));
+            let mut watch =
+                Watch::resolve(&w.path, w.recursive, extensions, include, exclude, false);
+            watch.optional = w.optional;
+            watches.push(watch);
         }
         if cfg.users.authorized_keys {
             let empty = || Patterns::new(&[], "").map_err(invalid);
@@ -203,6 +203,32 @@ impl Policy {
             detect_private_keys: cfg.sensitive.detect_private_keys,
             warnings,
         })
+    }
+
+    /// Configured watch paths that did not exist when the policy was built (optional ones
+    /// included; authorized_keys candidates not), deduplicated, in config order.
+    pub fn missing(&self) -> Vec<&Watch> {
+        let mut seen = BTreeSet::new();
+        self.watches
+            .iter()
+            .filter(|w| !w.exists && !w.from_users && seen.insert(&w.configured))
+            .collect()
+    }
+
+    /// One warning per missing watch path that is not optional. For the commands that
+    /// scan or describe the coverage (config-check, init, check, the daemon).
+    pub fn warn_missing(&self) {
+        for w in self.missing().into_iter().filter(|w| !w.optional) {
+            tracing::warn!(
+                "{} does not exist: nothing is monitored there",
+                crate::event::display_path(&w.configured)
+            );
+        }
+    }
+
+    /// No configured watch path exists: a scan would build an empty baseline.
+    pub fn nothing_exists(&self) -> bool {
+        self.watches.iter().all(|w| w.from_users || !w.exists)
     }
 
     /// Is this non-directory path monitored (by any watch)?
@@ -270,6 +296,8 @@ impl Watch {
             configured: configured.to_path_buf(),
             root,
             exists,
+            optional: file_target,
+            from_users: file_target,
             is_dir,
             recursive,
             extensions,
@@ -366,6 +394,7 @@ mod tests {
             extensions: vec![".conf".into()],
             include: vec!["rc.local".into()],
             exclude: vec!["skip.conf".into(), "**/private/**".into()],
+            optional: false,
         };
         let pol = Policy::from_config(&cfg_with(vec![w.clone()]), Path::new("f"))
             .unwrap_or_else(|e| panic!("{e}"));

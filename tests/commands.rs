@@ -78,3 +78,169 @@ fn check_counts_entries_as_status_does_when_authorized_keys_are_missing() {
     assert_eq!(entries_in(&init.stderr), entries, "{}", init.stderr);
     assert_eq!(entries_in(&check.stderr), entries, "{}", check.stderr);
 }
+
+#[test]
+fn a_glob_in_a_watch_path_is_a_config_error() {
+    let t = TempTree::new("", "");
+    let text = std::fs::read_to_string(&t.config).expect("config");
+    let root = t.root.display().to_string();
+    std::fs::write(&t.config, text.replace(&root, &format!("{root}/*.conf"))).expect("config");
+    for cmd in ["config-check", "init", "check"] {
+        let r = t.run(&[cmd]);
+        assert_eq!(r.code, 17, "{cmd}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{cmd}: {}", r.stderr);
+    }
+    assert!(!t.db.exists());
+}
+
+#[test]
+fn a_watch_written_with_single_brackets_is_a_config_error_naming_the_fix() {
+    let t = TempTree::new("", "");
+    let text = std::fs::read_to_string(&t.config).expect("config");
+    std::fs::write(&t.config, text.replace("[[watch]]", "[watch]")).expect("config");
+    let r = t.run(&["config-check"]);
+    assert_eq!(r.code, 17, "{}", r.stderr);
+    assert!(r.stderr.contains("[[watch]]"), "{}", r.stderr);
+}
+
+#[test]
+fn a_missing_watch_path_is_a_warning_everywhere_and_status_lists_it() {
+    let t = TempTree::new("", "");
+    t.write("a.conf", "a\n");
+    let missing = t.root.parent().expect("base").join("ngnix");
+    let missing_s = missing.display().to_string();
+    let text = std::fs::read_to_string(&t.config).expect("config");
+    let optional = t.root.parent().expect("base").join("nagios");
+    std::fs::write(
+        &t.config,
+        text.replace(
+            "[users]",
+            &format!(
+                "[[watch]]\npath = {missing_s:?}\n\n[[watch]]\npath = {:?}\noptional = true\n\n[users]",
+                optional.display().to_string()
+            ),
+        ),
+    )
+    .expect("config");
+    for cmd in ["config-check", "init", "check"] {
+        let r = t.run(&[cmd]);
+        assert_eq!(r.code, 0, "{cmd}: {}", r.stderr);
+        let warnings: Vec<&str> = r.stderr.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "{cmd}: one warning, the optional path is silent: {}",
+            r.stderr
+        );
+        assert!(warnings[0].contains(&missing_s), "{cmd}: {}", r.stderr);
+    }
+    let s = t.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&s.stdout).expect("status json");
+    let listed = status["missing_watches"]
+        .as_array()
+        .expect("missing_watches");
+    assert!(listed.iter().any(|p| p == &missing_s), "{status:#}");
+    let s = t.run(&["status"]);
+    assert!(s.stdout.contains(&missing_s), "{}", s.stdout);
+}
+
+#[test]
+fn init_and_check_fail_when_no_watch_path_exists() {
+    let t = TempTree::new("", "");
+    std::fs::remove_dir(&t.root).expect("rmdir");
+    for cmd in ["init", "check"] {
+        let r = t.run(&[cmd]);
+        assert_eq!(r.code, 17, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&t.root.display().to_string()),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(!t.db.exists(), "no empty baseline was built");
+}
+
+#[test]
+fn a_database_the_user_cannot_read_is_permission_denied_not_missing() {
+    if !common::can_run(
+        common::is_root(),
+        "FIMD_REQUIRE_ROOT",
+        "needs root to run fimd as another user",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let t = TempTree::new("", "");
+    t.write("a.conf", "a\n");
+    t.init();
+    // The config is readable by anyone; the database (0600 in a 0700 directory) is not.
+    let base = t.root.parent().expect("base");
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&t.config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    for cmd in ["status", "events", "check"] {
+        let out = t
+            .cmd()
+            .arg(cmd)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run");
+        let r = common::Run::from(out);
+        assert_eq!(r.code, 18, "{cmd}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("permission denied"),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&t.db.display().to_string()),
+            "{cmd}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("fimd init"), "{cmd}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn the_daemon_warns_about_a_missing_root_and_watches_it_once_it_appears() {
+    let env = common::Env::new();
+    let later = env.base().join("later");
+    env.write_config(&format!(
+        "{}{}",
+        env.watch_table(&env.root),
+        env.watch_table(&later)
+    ));
+    std::fs::write(env.root.join("a.conf"), "a\n").expect("write");
+    let init = env.fimd().arg("init").output().expect("init");
+    assert!(init.status.success(), "{init:?}");
+    let d = env.start();
+    let later_s = later.display().to_string();
+    assert!(
+        d.stderr_text()
+            .contains(&format!("{later_s} does not exist")),
+        "{}",
+        d.stderr_text()
+    );
+    // The daemon's numbers are numbers in `status --json`.
+    let status = env.wait_status("the daemon's facts", |s| s["daemon"]["pid"].is_number());
+    assert_eq!(status["daemon"]["pid"], d.pid(), "{status:#}");
+    std::fs::create_dir(&later).expect("mkdir");
+    std::fs::write(later.join("new.conf"), "new\n").expect("write");
+    let p = later.join("new.conf").display().to_string();
+    let events = env.wait_events("the new root's file", |e| e.iter().any(|e| e["path"] == *p));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["path"] == *p && e["event"] == "added"),
+        "{events:#?}"
+    );
+    // And a change inside it after that, in real time.
+    std::fs::write(later.join("new.conf"), "changed\n").expect("write");
+    env.wait_events("the change in the new root", |e| {
+        e.iter()
+            .any(|e| e["path"] == *p && e["event"] == "modified")
+    });
+    let (status, _) = d.stop();
+    assert_eq!(status.code(), Some(0));
+}

@@ -84,8 +84,25 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
 pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let s = store.status().await?;
+    let missing: Vec<String> = ctx
+        .policy
+        .missing()
+        .iter()
+        .map(|w| display_path(&w.configured))
+        .collect();
     let out = if json {
-        serde_json::to_string_pretty(&s)
+        let mut v = serde_json::to_value(&s)
+            .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?;
+        // The daemon's facts are stored as text: numbers go out as numbers.
+        if let Some(daemon) = v.get_mut("daemon").and_then(|d| d.as_object_mut()) {
+            for value in daemon.values_mut() {
+                if let Some(n) = value.as_str().and_then(|t| t.parse::<i64>().ok()) {
+                    *value = serde_json::Value::from(n);
+                }
+            }
+        }
+        v["missing_watches"] = serde_json::Value::from(missing);
+        serde_json::to_string_pretty(&v)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
     } else {
@@ -109,6 +126,9 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
         );
         for (k, v) in &s.daemon {
             o += &format!("daemon {k}: {v}\n");
+        }
+        for m in &missing {
+            o += &format!("missing watch path: {m} (nothing is monitored there)\n");
         }
         o
     };

@@ -113,6 +113,7 @@ async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
             _ = int.recv() => {}
         }
     };
+    ctx.policy.warn_missing();
     let daemon_ctx = crate::daemon::DaemonContext {
         cfg: ctx.cfg,
         config_path: ctx.config_path,

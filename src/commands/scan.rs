@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::setup::{print_stdout, Context};
 use super::{CmdError, Exit};
+use crate::config::ConfigError;
 use crate::event::{display_path, Event, EventKind, Source};
 use crate::pipeline::Mode;
 use crate::store::StoreError;
@@ -13,6 +14,7 @@ use crate::timefmt::{human_bytes, human_secs, plural};
 /// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
 pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
+    ensure_coverage(ctx)?;
     let store = crate::store::Store::open_bulk(&ctx.cfg.daemon.database).await?;
     store.ensure_no_daemon().await?;
     if store.has_baseline().await? && !force {
@@ -55,6 +57,7 @@ const CHECK_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(20)
 
 /// `check [--json] [--dry-run] [--full]`: one full scan; exit code = OR of the change bits.
 pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Result<Exit, CmdError> {
+    ensure_coverage(ctx)?;
     let store = if dry_run {
         ctx.open_existing_store().await?
     } else {
@@ -111,6 +114,28 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
         0 => Exit::Clean,
         bits => Exit::Changes(bits),
     })
+}
+
+/// Warn about each missing watch path; fail (exit 17) when none exists at all, rather than
+/// build or compare an empty baseline.
+fn ensure_coverage(ctx: &Context) -> Result<(), CmdError> {
+    ctx.policy.warn_missing();
+    if ctx.policy.nothing_exists() {
+        let paths: Vec<String> = ctx
+            .policy
+            .missing()
+            .iter()
+            .map(|w| display_path(&w.configured))
+            .collect();
+        return Err(CmdError::Config(ConfigError::Invalid {
+            path: ctx.config_path.clone(),
+            message: format!(
+                "no watch path exists ({}): nothing would be monitored",
+                paths.join(", ")
+            ),
+        }));
+    }
+    Ok(())
 }
 
 /// `modified  /etc/ssh/sshd_config  (sha256 size mtime)`.

@@ -140,6 +140,9 @@ pub struct WatchConfig {
     /// Always wins; excluded directories are not descended into.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// A path that may not exist on every machine: no warning when it is missing.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 fn yes() -> bool {
@@ -220,6 +223,15 @@ fn watch(path: &str, extensions: &[&str], include: &[&str], exclude: &[&str]) ->
         extensions: strings(extensions),
         include: strings(include),
         exclude: strings(exclude),
+        optional: false,
+    }
+}
+
+/// Like [`watch`], for a path many machines do not have.
+fn optional(path: &str) -> WatchConfig {
+    WatchConfig {
+        optional: true,
+        ..watch(path, &[], &[], &[])
     }
 }
 
@@ -270,10 +282,10 @@ pub fn default_watches() -> Vec<WatchConfig> {
             ],
             &["/etc/mtab", "/etc/ld.so.cache", "/etc/adjtime"],
         ),
-        watch("/lib/systemd/system", &[], &[], &[]),
-        watch("/usr/lib/systemd/system", &[], &[], &[]),
-        watch("/var/spool/cron", &[], &[], &[]),
-        watch("/usr/local/nagios/etc", &[], &[], &[]),
+        optional("/lib/systemd/system"),
+        optional("/usr/lib/systemd/system"),
+        optional("/var/spool/cron"),
+        optional("/usr/local/nagios/etc"),
         watch("/etc/fimd", &[], &[], &[]),
         watch(
             "/root",
@@ -337,11 +349,25 @@ impl Config {
                 .span()
                 .map(|span| line_col(text, span.start))
                 .unwrap_or((1, 1));
+            let mut message = e.message().trim().to_string();
+            // `[watch]` where `[[watch]]` is meant: name the key and the fix.
+            let header = text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            if message.contains("expected a sequence") && !header.starts_with("[[") {
+                if let Some(key) = header
+                    .strip_prefix('[')
+                    .and_then(|h| h.split(']').next())
+                    .map(str::trim)
+                {
+                    message = format!(
+                        "[{key}] must be written [[{key}]]: it is a list of tables, one per entry ({message})"
+                    );
+                }
+            }
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })
     }
@@ -368,6 +394,13 @@ impl Config {
             )));
         }
         for (i, w) in self.watch.iter().enumerate() {
+            let text = w.path.as_os_str().as_encoded_bytes();
+            if text.iter().any(|b| b"*?[]{}".contains(b)) {
+                return Err(bad(format!(
+                    "watch[{i}].path {:?}: watch paths are literal; put patterns in include",
+                    w.path
+                )));
+            }
             if !w.path.is_absolute() {
                 return Err(bad(format!(
                     "watch[{i}].path {:?} must be absolute",
@@ -532,5 +565,27 @@ mod tests {
             .to_string()
             .contains("absolute"));
         assert!(Config::default().validate(Path::new("f")).is_ok());
+    }
+
+    #[test]
+    fn single_bracket_watch_names_the_key_and_the_fix() {
+        let text = "[daemon]\nhost = \"h\"\n\n[watch]\npath = \"/etc\"\n";
+        let msg = Config::parse(text, Path::new("f"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("f:4:"), "{msg}");
+        assert!(msg.contains("[[watch]]"), "{msg}");
+    }
+
+    #[test]
+    fn watch_paths_with_glob_characters_are_invalid() {
+        for path in ["/etc/*.conf", "/srv/**", "/etc/nginx?", "/etc/[ab]"] {
+            let mut cfg = Config::default();
+            cfg.watch[0].path = PathBuf::from(path);
+            let err = cfg.validate(Path::new("f")).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{path}: {err}");
+            assert!(err.to_string().contains("include"), "{err}");
+        }
     }
 }
