@@ -106,10 +106,15 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
     } else {
-        let mut o = format!("database: {} ({} bytes)\n", s.database, s.database_bytes);
+        let mut o = format!(
+            "database: {} ({})\n",
+            s.database,
+            crate::timefmt::human_bytes(s.database_bytes)
+        );
         o += &format!(
-            "baseline: {} entries ({} files, the rest directories)\n",
-            s.baseline_entries, s.baseline_files
+            "baseline: {} ({} files, the rest directories)\n",
+            crate::timefmt::plural(s.baseline_entries as usize, "entry", "entries"),
+            s.baseline_files
         );
         o += &format!(
             "baseline built: {}\n",
