@@ -113,6 +113,7 @@ pub enum Command {
     Run,
     /// The recorded alert history, oldest first.
     Events {
+        /// One JSON event per line.
         #[arg(long)]
         json: bool,
         /// RFC 3339 time (2026-11-30T08:00:00Z) or a duration ago (1h, 2days).
@@ -127,11 +128,13 @@ pub enum Command {
     },
     /// Print the stored diff of one event.
     Diff {
+        /// The event's id (`fimd events` shows it).
         #[arg(value_name = "EVENT-ID")]
         id: i64,
     },
     /// Baseline size, last full scan, watches, outbox backlog and failures.
     Status {
+        /// One JSON object.
         #[arg(long)]
         json: bool,
     },

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod logging;
+pub mod manpage;
 pub mod packages;
 pub mod pipeline;
 pub mod policy;

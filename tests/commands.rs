@@ -244,3 +244,138 @@ fn the_daemon_warns_about_a_missing_root_and_watches_it_once_it_appears() {
     let (status, _) = d.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+/// fimd(8) as the package ships it.
+fn man_page() -> String {
+    use clap::CommandFactory;
+    let mut cmd = fimd::cli::Cli::command();
+    cmd.build();
+    fimd::manpage::render(&cmd)
+}
+
+#[test]
+fn the_man_page_renders_without_warnings_and_has_every_section() {
+    let page = man_page();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fimd.8");
+    std::fs::write(&file, &page).expect("write");
+    let groff = std::process::Command::new("groff")
+        .args(["-ww", "-z", "-man"])
+        .arg(&file)
+        .output()
+        .expect("groff (Debian: apt-get install groff-base)");
+    assert!(groff.status.success(), "{groff:?}");
+    assert_eq!(String::from_utf8_lossy(&groff.stderr), "", "groff warnings");
+    if let Ok(man) = std::process::Command::new("man")
+        .arg("-l")
+        .arg(&file)
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+    {
+        assert!(man.status.success(), "{man:?}");
+        assert_eq!(String::from_utf8_lossy(&man.stderr), "", "man -l warnings");
+    }
+    let mut at = 0;
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "COMMANDS",
+        "OPTIONS",
+        "CONFIGURATION",
+        "FILES",
+        "ENVIRONMENT",
+        "EXIT STATUS",
+        "SIGNALS",
+        "EXAMPLES",
+        "SEE ALSO",
+    ] {
+        let heading = format!("\n.SH {section}\n");
+        let pos = page[at..]
+            .find(&heading)
+            .unwrap_or_else(|| panic!("{section} missing or out of order"));
+        at += pos;
+    }
+    // Only pages that exist: no per-command pages.
+    assert!(!page.contains("fimd\\-init") && !page.contains("fimd-init"));
+    for cmd in [
+        "init",
+        "check",
+        "run",
+        "events",
+        "diff",
+        "status",
+        "notify\\-test",
+        "config\\-check",
+    ] {
+        assert!(
+            page.contains(&format!("\\fBfimd {cmd}\\fR")),
+            "command {cmd}"
+        );
+    }
+}
+
+#[test]
+fn the_man_page_lists_every_configuration_key_with_its_default() {
+    let page = man_page().replace("\\-", "-").replace("\\e", "\\");
+    let defaults = toml::Value::try_from(fimd::config::Config::default()).expect("defaults");
+    let sections = defaults.as_table().expect("table");
+    let mut checked = 0;
+    for (section, table) in sections {
+        let Some(table) = table.as_table() else {
+            // [[watch]]: every default watch is listed by its path.
+            for w in table.as_array().expect("watch array") {
+                let path = w["path"].as_str().expect("path");
+                assert!(page.contains(&format!("path = \"{path}\"")), "watch {path}");
+                checked += 1;
+            }
+            continue;
+        };
+        assert!(page.contains(&format!(".SS [{section}]")), "[{section}]");
+        let start = page.find(&format!(".SS [{section}]\n")).expect("section");
+        let body = &page[start + 4..];
+        let body = &body[..body.find(".SS ").unwrap_or(body.len())];
+        for (key, value) in table {
+            if value.is_table() {
+                continue;
+            }
+            let shown = body
+                .split(&format!("\\fB{key} = "))
+                .nth(1)
+                .and_then(|rest| rest.split("\\fR").next())
+                .unwrap_or_else(|| panic!("[{section}] {key} missing"));
+            let parsed: toml::Table =
+                toml::from_str(&format!("v = {shown}")).expect("a TOML value");
+            let same = match (&parsed["v"], value) {
+                (toml::Value::String(a), toml::Value::String(b)) => {
+                    a == b
+                        || humantime::parse_duration(a)
+                            .ok()
+                            .is_some_and(|a| humantime::parse_duration(b).ok() == Some(a))
+                }
+                (a, b) => a == b,
+            };
+            assert!(same, "[{section}] {key}: page {shown}, default {value}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 25, "{checked} keys checked");
+    for key in [
+        "path",
+        "recursive",
+        "extensions",
+        "include",
+        "exclude",
+        "optional",
+    ] {
+        assert!(page.contains(&format!("\n{key} ")), "[[watch]] key {key}");
+    }
+    for sink in ["slack", "teams", "jira", "servicenow", "rapid7", "webhook"] {
+        assert!(
+            page.contains(&format!(".SS [notify.{sink}]")),
+            "[notify.{sink}]"
+        );
+    }
+}
