@@ -379,3 +379,36 @@ fn the_man_page_lists_every_configuration_key_with_its_default() {
         );
     }
 }
+
+/// `packaging/demo.sh ARGS` with the test binary and its own TMPDIR: (exit code, stdout+stderr).
+fn demo(tmp: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/demo.sh"))
+        .args(args)
+        .env("FIMD_BIN", env!("CARGO_BIN_EXE_fimd"))
+        .env("TMPDIR", tmp)
+        .env_remove("FIMD_CONFIG")
+        .output()
+        .expect("demo.sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_demo_shows_the_init_summary_and_removes_its_temp_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (code, text) = demo(tmp.path(), &[]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("baseline of"), "{text}");
+    assert!(text.contains("modified"), "{text}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).expect("ls").collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{text}");
+    // On a real tree (read-only): the init summary too.
+    let t = TempTree::new("", "");
+    t.write("a.conf", "a\n");
+    let (code, text) = demo(tmp.path(), &[&t.root.display().to_string()]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("baseline of 2 entries"), "{text}");
+    assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 0);
+}
