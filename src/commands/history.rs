@@ -84,11 +84,11 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
 pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let s = store.status().await?;
-    let missing: Vec<String> = ctx
+    let missing: Vec<(String, bool)> = ctx
         .policy
         .missing()
         .iter()
-        .map(|w| display_path(&w.configured))
+        .map(|w| (display_path(&w.configured), w.optional))
         .collect();
     let out = if json {
         let mut v = serde_json::to_value(&s)
@@ -101,7 +101,8 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
                 }
             }
         }
-        v["missing_watches"] = serde_json::Value::from(missing);
+        let paths: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
+        v["missing_watches"] = serde_json::Value::from(paths);
         serde_json::to_string_pretty(&v)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
@@ -132,8 +133,9 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
         for (k, v) in &s.daemon {
             o += &format!("daemon {k}: {v}\n");
         }
-        for m in &missing {
-            o += &format!("missing watch path: {m} (nothing is monitored there)\n");
+        for (m, optional) in &missing {
+            let note = if *optional { ", optional" } else { "" };
+            o += &format!("missing watch path: {m} (nothing is monitored there{note})\n");
         }
         o
     };

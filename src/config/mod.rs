@@ -286,7 +286,7 @@ pub fn default_watches() -> Vec<WatchConfig> {
         optional("/usr/lib/systemd/system"),
         optional("/var/spool/cron"),
         optional("/usr/local/nagios/etc"),
-        watch("/etc/fimd", &[], &[], &[]),
+        optional("/etc/fimd"),
         watch(
             "/root",
             &[],
