@@ -412,3 +412,55 @@ fn the_demo_shows_the_init_summary_and_removes_its_temp_directory() {
     assert!(text.contains("baseline of 2 entries"), "{text}");
     assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 0);
 }
+
+#[test]
+fn excluded_trees_cost_the_daemon_no_inotify_watches() {
+    let env = common::Env::new();
+    env.write_config(&format!(
+        "{}exclude = [\"**/node_modules/**\"]\n",
+        env.watch_table(&env.root)
+    ));
+    for i in 0..200 {
+        std::fs::create_dir_all(env.root.join(format!("app/node_modules/m{i}/lib")))
+            .expect("mkdir");
+    }
+    std::fs::write(env.root.join("app/main.conf"), "a\n").expect("write");
+    let init = env.fimd().arg("init").output().expect("init");
+    assert!(init.status.success(), "{init:?}");
+    let d = env.start();
+    let watches = inotify_watches(d.pid());
+    // tree, tree/app and the tree's parent: not the 401 directories under node_modules.
+    assert!((2..10).contains(&watches), "{watches} watches");
+    // A new directory under the excluded tree gets no watch either; the rest is real time.
+    std::fs::create_dir_all(env.root.join("app/node_modules/new/deep")).expect("mkdir");
+    std::fs::write(env.root.join("app/main.conf"), "b\n").expect("write");
+    env.wait_events("the change", |e| e.iter().any(|e| e["event"] == "modified"));
+    assert_eq!(inotify_watches(d.pid()), watches);
+    let (code, _) = d.stop();
+    assert_eq!(code.code(), Some(0));
+}
+
+/// The inotify watches process `pid` holds (its `/proc/PID/fdinfo` lines).
+fn inotify_watches(pid: u32) -> usize {
+    let mut total = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+    {
+        let inotify = std::fs::read_link(fd.path())
+            .map(|t| t.to_string_lossy().ends_with("inotify"))
+            .unwrap_or(false);
+        if inotify {
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            total += info
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
+        }
+    }
+    total
+}
