@@ -1,9 +1,9 @@
 //! `fimd run`: the long-running service. This file owns the main loop; one job per file:
-//! `watcher` (notify/inotify), `debounce` (pure per-path state), `worker` (the pipeline task,
+//! `watcher` (inotify), `debounce` (pure per-path state), `worker` (the pipeline task,
 //! sole writer of baseline and events), `reload` (SIGHUP), `sdnotify` (systemd protocol).
 //!
 //! ```text
-//! notify thread -try_send-> [bounded WatchMsg] -> main loop: debounce, rescan timer, SIGHUP
+//! inotify thread -try_send-> [bounded WatchMsg] -> main loop: debounce, rescan timer, SIGHUP
 //!      (Full -> overflow flag -> full rescan)          | reserve/send
 //!                                                     v
 //!                                  [bounded Work (1)] -> worker: Pipeline -> SQLite -> journal
@@ -65,20 +65,19 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot start the inotify watcher: {0}")]
-    Watch(#[from] notify::Error),
+    Watch(#[from] std::io::Error),
     #[error("{0}")]
     Io(String),
 }
 
-/// Messages taken from the notify thread's channel (16 Ki messages).
+/// Messages taken from the inotify thread's channel (16 Ki messages).
 const RAW_CAPACITY: usize = 16_384;
 /// Paths held by the debouncer, and paths waiting for the worker (each bound).
 const MAX_PENDING: usize = 65_536;
 /// Paths handed to the worker in one unit of work.
 const BATCH_PATHS: usize = 8_192;
-/// The least time between two full rescans owed to kernel queue overflows. fimd's own reads
-/// queue IN_OPEN events (notify's mask has no way to leave them out), so a rescan can itself
-/// overflow a small queue; without this pause that would be a rescan loop.
+/// The least time between two full rescans owed to kernel queue overflows: a storm of real
+/// changes that keeps overflowing the queue costs one rescan per 10 s, not a rescan loop.
 const OVERFLOW_COOLDOWN: Duration = Duration::from_secs(10);
 /// Total time allowed for a clean stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_millis(4_500);
@@ -332,7 +331,7 @@ impl Daemon {
             .last_overflow_rescan
             .map_or(now, |t| (t + OVERFLOW_COOLDOWN).max(now));
         tracing::warn!(
-            rescan_in = %humantime::format_duration(Duration::from_millis((at - now).as_millis() as u64)),
+            rescan_in = %crate::timefmt::human_secs(at - now),
             "inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; a full rescan will close the gap"
         );
         self.overflow_due = Some(at);

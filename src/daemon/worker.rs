@@ -216,7 +216,7 @@ impl Worker {
         tracing::info!(
             entries = report.entries,
             hashed = report.hashed,
-            seconds = started.elapsed().as_secs_f64(),
+            took = %crate::timefmt::human_secs(started.elapsed()),
             "baseline built"
         );
         store
@@ -313,7 +313,7 @@ impl Worker {
             entries = report.entries,
             hashed = report.hashed,
             changes = report.events.len(),
-            seconds = started.elapsed().as_secs_f64(),
+            took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
         sdnotify::status(&format!("watching; last full rescan {now}"));

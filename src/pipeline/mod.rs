@@ -264,7 +264,11 @@ impl Pipeline {
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut pending = Batch::default();
         while let Some(outcomes) = rx.recv().await {
-            report.entries += outcomes.len() as u64;
+            // Candidates that are not there (a user without authorized_keys) are not entries.
+            report.entries += outcomes
+                .iter()
+                .filter(|o| !matches!(o, Outcome::Vanished(_)))
+                .count() as u64;
             progress(report.entries);
             for o in &outcomes {
                 if !matches!(o, Outcome::Vanished(_)) {
