@@ -37,7 +37,8 @@ pub fn read(pid: i32, pidfd: Option<&OwnedFd>) -> Actor {
             .lines()
             .find_map(|l| l.strip_prefix(name).map(str::trim))
     };
-    let first_number = |name: &str| -> Option<u32> { field(name)?.split_whitespace().next()?.parse().ok() };
+    let first_number =
+        |name: &str| -> Option<u32> { field(name)?.split_whitespace().next()?.parse().ok() };
     if status.is_empty() {
         return actor;
     }
@@ -73,10 +74,12 @@ pub fn read(pid: i32, pidfd: Option<&OwnedFd>) -> Actor {
 fn unit_of(cgroup: &str) -> Option<String> {
     let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
     let last = path.trim().rsplit('/').next()?;
-    [".service", ".scope", ".socket", ".mount", ".timer", ".slice"]
-        .iter()
-        .any(|s| last.ends_with(s) && !last.ends_with(".slice"))
-        .then(|| last.to_string())
+    [
+        ".service", ".scope", ".socket", ".mount", ".timer", ".slice",
+    ]
+    .iter()
+    .any(|s| last.ends_with(s) && !last.ends_with(".slice"))
+    .then(|| last.to_string())
 }
 
 fn open_proc(pid: i32) -> Option<OwnedFd> {
@@ -85,7 +88,12 @@ fn open_proc(pid: i32) -> Option<OwnedFd> {
     }
     let c = CString::new(format!("/proc/{pid}")).ok()?;
     // SAFETY: a plain open of a NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     // SAFETY: a new descriptor, owned here.
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -108,7 +116,13 @@ fn alive(pidfd: &OwnedFd) -> bool {
 fn open_at(dir: &OwnedFd, name: &str) -> Option<std::fs::File> {
     let c = CString::new(name).ok()?;
     // SAFETY: openat relative to a directory descriptor we own.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     // SAFETY: a new descriptor, owned by the File.
     (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
 }
@@ -116,7 +130,10 @@ fn open_at(dir: &OwnedFd, name: &str) -> Option<std::fs::File> {
 fn read_bytes_at(dir: &OwnedFd, name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     // /proc files are small; a cap keeps a huge cmdline from costing much.
-    open_at(dir, name)?.take(64 * 1024).read_to_end(&mut out).ok()?;
+    open_at(dir, name)?
+        .take(64 * 1024)
+        .read_to_end(&mut out)
+        .ok()?;
     Some(out)
 }
 
@@ -148,7 +165,9 @@ struct Names {
 static NAMES: Mutex<Option<Names>> = Mutex::new(None);
 
 fn names() -> NamesGuard {
-    let stamp = std::fs::metadata("/etc/passwd").and_then(|m| m.modified()).ok();
+    let stamp = std::fs::metadata("/etc/passwd")
+        .and_then(|m| m.modified())
+        .ok();
     let mut g = NAMES.lock().unwrap_or_else(|p| p.into_inner());
     if g.as_ref().is_none_or(|n| n.stamp != stamp) {
         let text = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
@@ -211,7 +230,10 @@ mod tests {
 
     #[test]
     fn unit_from_cgroup() {
-        assert_eq!(unit_of("0::/system.slice/ssh.service\n").as_deref(), Some("ssh.service"));
+        assert_eq!(
+            unit_of("0::/system.slice/ssh.service\n").as_deref(),
+            Some("ssh.service")
+        );
         assert_eq!(
             unit_of("0::/user.slice/user-1000.slice/session-5.scope\n").as_deref(),
             Some("session-5.scope")

@@ -14,7 +14,9 @@
 //! (the injected future: SIGTERM/SIGINT in the binary) sends `STOPPING=1`, drops the watcher,
 //! lets the worker finish its open transaction and returns within about 5 s.
 
+pub mod actor;
 mod debounce;
+pub mod fanotify;
 mod reload;
 mod sdnotify;
 mod watcher;
