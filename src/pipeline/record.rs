@@ -153,12 +153,16 @@ impl Pipeline {
         if drafts.is_empty() {
             return Ok(());
         }
-        let explainer = self.explain.clone();
+        let (explainer, pool) = (self.explain.clone(), self.pool.clone());
+        // On the hashing pool: its threads run at low priority when asked (re-reading a
+        // package's file for its MD5 is hashing too), so a package upgrade keeps the CPU.
         drafts = tokio::task::spawn_blocking(move || {
-            explainer.refresh();
-            for d in &mut drafts {
-                d.explain(&explainer);
-            }
+            pool.install(|| {
+                explainer.refresh();
+                for d in &mut drafts {
+                    d.explain(&explainer);
+                }
+            });
             drafts
         })
         .await
