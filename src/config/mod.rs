@@ -98,6 +98,9 @@ pub struct DaemonConfig {
     pub host: String,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Who made each real-time change: `auto` (fanotify when allowed, else inotify without
+    /// actors), `off`, or `require` (refuse to start without it).
+    pub whodata: String,
 }
 
 impl Default for DaemonConfig {
@@ -111,6 +114,7 @@ impl Default for DaemonConfig {
             low_priority: true,
             host: String::new(),
             log_level: "info".to_string(),
+            whodata: "auto".to_string(),
         }
     }
 }
@@ -486,6 +490,12 @@ impl Config {
         if self.daemon.database.as_os_str().is_empty() {
             return Err(bad("daemon.database must not be empty".into()));
         }
+        if !["auto", "off", "require"].contains(&self.daemon.whodata.as_str()) {
+            return Err(bad(format!(
+                "daemon.whodata {:?} is not one of auto, off, require",
+                self.daemon.whodata
+            )));
+        }
         if self.daemon.log_level.parse::<tracing::Level>().is_err() {
             return Err(bad(format!(
                 "daemon.log_level {:?} is not one of error, warn, info, debug, trace",
@@ -571,11 +581,18 @@ impl Config {
 
 /// The kernel's host name, or `localhost` when it cannot be read.
 pub fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+    // uname(2), not /proc/sys/kernel/hostname: the unit hides /proc's non-process files
+    // (ProcSubset=pid).
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
 }
 
 /// 1-based line and column of a byte offset.

@@ -213,7 +213,13 @@ mod tests {
             .expect("spawn sleep");
         let pid = child.id() as i32;
         let fd = pidfd_open(pid);
-        let a = read(pid, fd.as_ref());
+        // Right after exec the new image's arguments may not be readable yet: wait for them.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut a = read(pid, fd.as_ref());
+        while a.cmdline.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            a = read(pid, fd.as_ref());
+        }
         assert_eq!(a.comm.as_deref(), Some("sleep"));
         assert_eq!(a.cmdline, vec!["sleep".to_string(), "30".to_string()]);
         assert_eq!(a.ppid, Some(std::process::id()));

@@ -159,12 +159,12 @@ impl Fanotify {
         Ok(())
     }
 
-    /// Remove the mark of `dir` and of every directory below it (a deleted or moved tree).
-    pub fn unmark_tree(&mut self, dir: &Path) {
+    /// Remove the mark of `dir` (a deleted or moved directory: a failure is harmless).
+    pub fn unmark(&mut self, dir: &Path) {
         let gone: Vec<PathBuf> = self
             .marked
             .keys()
-            .filter(|p| p.starts_with(dir))
+            .filter(|p| p.as_path() == dir)
             .cloned()
             .collect();
         for p in gone {

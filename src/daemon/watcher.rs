@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
-use crate::event::display_path;
+use super::fanotify::{FanEvent, Fanotify};
+use crate::event::{display_path, Actor};
 use crate::policy::Policy;
 
 /// What a watched directory subscribes: changes only, never reads.
@@ -57,6 +58,8 @@ pub enum WatchMsg {
     Paths {
         paths: Vec<PathBuf>,
         anchors: Vec<PathBuf>,
+        /// Who changed them (fanotify only): the last writer of each path in this read.
+        actors: Vec<(PathBuf, Actor)>,
     },
     /// The kernel queue overflowed (IN_Q_OVERFLOW): events were lost.
     Overflow,
@@ -104,38 +107,81 @@ struct Watched {
     recursive: bool,
 }
 
-/// The kernel's watch descriptors and the directories they stand for, shared by the daemon's
-/// side (installing) and the reader thread (new subdirectories, IN_IGNORED).
+/// The kernel side: inotify watch descriptors, or fanotify inode marks (who-data).
+enum Kernel {
+    Inotify(KernelWatches),
+    Fanotify(Arc<Mutex<Fanotify>>),
+}
+
+/// The kernel's watches and the directories they stand for, shared by the daemon's side
+/// (installing) and the reader thread (new subdirectories, IN_IGNORED).
 struct Registry {
-    kernel: KernelWatches,
+    kernel: Kernel,
     by_wd: HashMap<WatchDescriptor, Watched>,
+    /// fanotify: each marked directory and whether it is inside a recursive root.
+    marked: HashMap<PathBuf, bool>,
 }
 
 impl Registry {
     /// Watch one directory (no walk). A directory watched twice keeps one descriptor.
     fn add_one(&mut self, dir: &Path, recursive: bool) -> io::Result<()> {
-        let wd = self.kernel.add(dir, MASK)?;
-        let entry = self.by_wd.entry(wd).or_insert_with(|| Watched {
-            path: dir.to_path_buf(),
-            recursive,
-        });
-        entry.path = dir.to_path_buf();
-        entry.recursive |= recursive;
+        match &mut self.kernel {
+            Kernel::Inotify(k) => {
+                let wd = k.add(dir, MASK)?;
+                let entry = self.by_wd.entry(wd).or_insert_with(|| Watched {
+                    path: dir.to_path_buf(),
+                    recursive,
+                });
+                entry.path = dir.to_path_buf();
+                entry.recursive |= recursive;
+            }
+            Kernel::Fanotify(f) => {
+                f.lock()
+                    .map_err(|_| io::Error::other("fanotify group poisoned"))?
+                    .mark(dir)?;
+                *self.marked.entry(dir.to_path_buf()).or_insert(recursive) |= recursive;
+            }
+        }
         Ok(())
     }
 
     /// Remove the watches of `dir` (and, when `recursive`, of everything below it).
     fn remove(&mut self, dir: &Path, recursive: bool) {
-        let gone: Vec<WatchDescriptor> = self
-            .by_wd
-            .iter()
-            .filter(|(_, w)| w.path == dir || (recursive && w.path.starts_with(dir)))
-            .map(|(wd, _)| wd.clone())
-            .collect();
-        for wd in gone {
-            self.by_wd.remove(&wd);
-            let _ = self.kernel.remove(wd);
+        match &mut self.kernel {
+            Kernel::Inotify(k) => {
+                let gone: Vec<WatchDescriptor> = self
+                    .by_wd
+                    .iter()
+                    .filter(|(_, w)| w.path == dir || (recursive && w.path.starts_with(dir)))
+                    .map(|(wd, _)| wd.clone())
+                    .collect();
+                for wd in gone {
+                    self.by_wd.remove(&wd);
+                    let _ = k.remove(wd);
+                }
+            }
+            Kernel::Fanotify(f) => {
+                let gone: Vec<PathBuf> = self
+                    .marked
+                    .keys()
+                    .filter(|p| p.as_path() == dir || (recursive && p.starts_with(dir)))
+                    .cloned()
+                    .collect();
+                if let Ok(mut f) = f.lock() {
+                    for p in &gone {
+                        f.unmark(p);
+                    }
+                }
+                for p in gone {
+                    self.marked.remove(&p);
+                }
+            }
         }
+    }
+
+    /// Is `dir` a marked directory inside a recursive root (fanotify)?
+    fn marked_recursive(&self, dir: &Path) -> bool {
+        self.marked.get(dir).copied().unwrap_or(false)
     }
 }
 
@@ -203,34 +249,62 @@ impl Drop for Watches {
 impl Watches {
     /// Start the inotify reader thread (no watches yet). Messages go to `tx`; when it is
     /// full, `overflow` is set instead.
+    /// With `fan` (a fanotify group made at start), events carry who made them (who-data);
+    /// without, inotify.
     pub fn new(
         policy: Arc<Policy>,
         database: PathBuf,
         tx: mpsc::Sender<WatchMsg>,
         overflow: Arc<AtomicBool>,
+        fan: Option<Fanotify>,
     ) -> io::Result<Watches> {
         let filter = Arc::new(RwLock::new(Arc::new(Filter {
             policy,
             anchors: HashSet::new(),
             database,
         })));
-        let inotify = Inotify::init()?;
-        let registry = Arc::new(Mutex::new(Registry {
-            kernel: inotify.watches(),
-            by_wd: HashMap::new(),
-        }));
         let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let stop_reader = stop.try_clone()?;
-        let reader = Reader {
-            inotify,
-            registry: registry.clone(),
-            filter: filter.clone(),
-            tx,
-            overflow,
+        let registry = match fan {
+            None => {
+                let inotify = Inotify::init()?;
+                let registry = Arc::new(Mutex::new(Registry {
+                    kernel: Kernel::Inotify(inotify.watches()),
+                    by_wd: HashMap::new(),
+                    marked: HashMap::new(),
+                }));
+                let reader = Reader {
+                    inotify,
+                    registry: registry.clone(),
+                    filter: filter.clone(),
+                    tx,
+                    overflow,
+                };
+                std::thread::Builder::new()
+                    .name("fimd-inotify".into())
+                    .spawn(move || reader.run(stop_reader))?;
+                registry
+            }
+            Some(fan) => {
+                let fan = Arc::new(Mutex::new(fan));
+                let registry = Arc::new(Mutex::new(Registry {
+                    kernel: Kernel::Fanotify(fan.clone()),
+                    by_wd: HashMap::new(),
+                    marked: HashMap::new(),
+                }));
+                let reader = FanReader {
+                    fan,
+                    registry: registry.clone(),
+                    filter: filter.clone(),
+                    tx,
+                    overflow,
+                };
+                std::thread::Builder::new()
+                    .name("fimd-fanotify".into())
+                    .spawn(move || reader.run(stop_reader))?;
+                registry
+            }
         };
-        std::thread::Builder::new()
-            .name("fimd-inotify".into())
-            .spawn(move || reader.run(stop_reader))?;
         Ok(Watches {
             registry,
             filter,
@@ -510,7 +584,166 @@ impl Reader {
         if !paths.is_empty() {
             paths.dedup();
             anchors.dedup();
-            self.send(WatchMsg::Paths { paths, anchors });
+            self.send(WatchMsg::Paths {
+                paths,
+                anchors,
+                actors: Vec::new(),
+            });
+        }
+    }
+}
+
+/// The fanotify reader thread: kernel events with their writers in, [`WatchMsg`]s out. The
+/// same rules as [`Reader`]; each path also carries its actor (read at once from /proc:
+/// many writers are short-lived).
+struct FanReader {
+    fan: Arc<Mutex<Fanotify>>,
+    registry: Arc<Mutex<Registry>>,
+    filter: Arc<RwLock<Arc<Filter>>>,
+    tx: mpsc::Sender<WatchMsg>,
+    overflow: Arc<AtomicBool>,
+}
+
+impl FanReader {
+    fn send(&self, msg: WatchMsg) {
+        match self.tx.try_send(msg) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => self.overflow.store(true, Ordering::SeqCst),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn run(self, stop: OwnedFd) {
+        let raw = match self.fan.lock() {
+            Ok(f) => f.raw_fd(),
+            Err(_) => return,
+        };
+        // SAFETY: the group's descriptor stays open while `self.fan` (held here) lives.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let (ready, stopped) = {
+                let mut fds = [
+                    PollFd::new(&fd, PollFlags::IN),
+                    PollFd::new(&stop, PollFlags::IN),
+                ];
+                match poll(&mut fds, None) {
+                    Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        self.send(WatchMsg::Error(format!("fanotify poll failed: {e}")));
+                        return;
+                    }
+                }
+            };
+            if stopped || self.tx.is_closed() {
+                return;
+            }
+            if !ready {
+                continue;
+            }
+            let events = match self.fan.lock() {
+                Ok(mut f) => f.read(&mut buf),
+                Err(_) => return,
+            };
+            match events {
+                Ok(events) => self.handle(events),
+                Err(e) => {
+                    self.send(WatchMsg::Error(format!("fanotify read failed: {e}")));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&self, events: Vec<FanEvent>) {
+        let filter = current(&self.filter);
+        let me = std::process::id() as i32;
+        let mut paths = Vec::new();
+        let mut anchors = Vec::new();
+        let mut actors: Vec<(PathBuf, Actor)> = Vec::new();
+        let mut out_of_watches = Vec::new();
+        let mut by_pid: HashMap<i32, Actor> = HashMap::new();
+        for ev in events {
+            if ev.is_overflow() {
+                self.send(WatchMsg::Overflow);
+                continue;
+            }
+            // A rename is one event naming both ends; a move out names only the old one.
+            let gone_kind = libc::FAN_MOVED_FROM
+                | libc::FAN_DELETE
+                | libc::FAN_DELETE_SELF
+                | libc::FAN_MOVE_SELF;
+            let mut ends: Vec<(PathBuf, bool)> = Vec::new();
+            if let Some(from) = ev.from.clone() {
+                ends.push((from, true));
+            }
+            if let Some(p) = ev.path.clone() {
+                let gone = ev.from.is_none() && ev.mask & gone_kind != 0;
+                ends.push((p, gone));
+            }
+            for (path, gone) in ends {
+                let parent_recursive = path.parent().is_some_and(|d| {
+                    self.registry
+                        .lock()
+                        .map(|r| r.marked_recursive(d))
+                        .unwrap_or(false)
+                });
+                if ev.is_dir() && parent_recursive {
+                    if gone {
+                        if let Ok(mut r) = self.registry.lock() {
+                            r.remove(&path, true);
+                        }
+                    } else if ev.mask & (libc::FAN_CREATE | libc::FAN_MOVED_TO | libc::FAN_RENAME)
+                        != 0
+                    {
+                        let walks = |p: &Path| filter.policy.walks_dir(p);
+                        if walks(&path) {
+                            if let Err(e) = add_tree(&self.registry, &path, true, &walks) {
+                                if is_out_of_watches(&e) {
+                                    out_of_watches.push(path.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+                if !filter.relevant(&path) {
+                    continue;
+                }
+                let structural = ev.mask
+                    & (libc::FAN_CREATE
+                        | libc::FAN_DELETE
+                        | libc::FAN_MOVED_FROM
+                        | libc::FAN_MOVED_TO
+                        | libc::FAN_DELETE_SELF
+                        | libc::FAN_MOVE_SELF
+                        | libc::FAN_RENAME)
+                    != 0;
+                if structural && filter.anchors.contains(&path) {
+                    anchors.push(path.clone());
+                }
+                // fimd's own pid is never an actor.
+                if ev.pid > 0 && ev.pid != me {
+                    let actor = by_pid
+                        .entry(ev.pid)
+                        .or_insert_with(|| super::actor::read(ev.pid, ev.pidfd.as_ref()))
+                        .clone();
+                    actors.push((path.clone(), actor));
+                }
+                paths.push(path);
+            }
+        }
+        if !out_of_watches.is_empty() {
+            self.send(WatchMsg::MaxWatches(out_of_watches));
+        }
+        if !paths.is_empty() {
+            paths.dedup();
+            anchors.dedup();
+            self.send(WatchMsg::Paths {
+                paths,
+                anchors,
+                actors,
+            });
         }
     }
 }
@@ -564,23 +797,21 @@ fn specs_for(policy: &Policy) -> BTreeSet<Spec> {
     specs
 }
 
-/// inotify watches this process holds, from `/proc/self/fdinfo` (what the kernel counts
-/// against `fs.inotify.max_user_watches`).
+/// inotify watches (or fanotify inode marks) this process holds, from `/proc/self/fdinfo`
+/// (what the kernel counts against `fs.inotify.max_user_watches` / fanotify's mark limit).
 pub fn kernel_watch_count() -> Option<usize> {
     let mut total = 0;
     for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        let is_inotify = std::fs::read_link(entry.path())
-            .map(|t| t.as_os_str().as_bytes().ends_with(b"inotify"))
-            .unwrap_or(false);
-        if !is_inotify {
-            continue;
-        }
+        let kind = std::fs::read_link(entry.path()).ok();
+        let kind = kind.as_ref().map(|t| t.as_os_str().as_bytes());
+        let prefix: &str = match kind {
+            Some(k) if k.ends_with(b"inotify") => "inotify wd:",
+            Some(k) if k.ends_with(b"[fanotify]") => "fanotify ino:",
+            _ => continue,
+        };
         let info = Path::new("/proc/self/fdinfo").join(entry.file_name());
         if let Ok(text) = std::fs::read_to_string(info) {
-            total += text
-                .lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count();
+            total += text.lines().filter(|l| l.starts_with(prefix)).count();
         }
     }
     Some(total)

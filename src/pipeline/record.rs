@@ -167,12 +167,15 @@ impl Pipeline {
         })
         .await
         .map_err(|e| self.task_failed("explain", e))?;
+        let mut actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
         for d in drafts {
             if d.deferred {
                 deferred.push(d.path);
                 continue;
             }
-            if let Some(e) = d.event {
+            if let Some(mut e) = d.event {
+                // Who-data: the last writer of this path (real-time events only).
+                e.actor = actors.remove(&d.path);
                 batch.events.push(e);
             }
             if d.delete {
