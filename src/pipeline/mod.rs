@@ -8,6 +8,7 @@
 //! Cancellation (the daemon's SIGTERM) is honoured only between committed batches.
 
 mod record;
+mod renames;
 mod sorted;
 mod targeted;
 
@@ -28,6 +29,7 @@ use crate::state::{FileKind, Recorded};
 use crate::store::{Batch, Store, StoreError};
 use crate::timefmt::{now_ns, rfc3339_ns};
 use record::Draft;
+use renames::Renames;
 
 /// What a scan does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,6 +285,7 @@ impl Pipeline {
         let mut report = ScanReport::default();
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut pending = Batch::default();
+        let mut renames = Renames::default();
         while let Some(outcomes) = rx.recv().await {
             // Candidates that are not there (a user without authorized_keys) are not entries.
             report.entries += outcomes
@@ -305,8 +308,15 @@ impl Pipeline {
                     (o, old)
                 })
                 .collect();
-            self.add_outcomes(pairs, mode, source, &mut pending, &mut report.deferred)
-                .await?;
+            self.add_outcomes(
+                pairs,
+                mode,
+                source,
+                &mut pending,
+                &mut report.deferred,
+                &mut renames,
+            )
+            .await?;
             if batch_full(&pending) {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
@@ -320,11 +330,16 @@ impl Pipeline {
         let walk = walker.await.map_err(|e| self.task_failed("scanner", e))?;
         report.errors = walk.errors;
         if report.interrupted {
+            let held = renames.release();
+            self.finish(held, &mut pending, &mut report.deferred)
+                .await?;
             self.flush(&mut pending, mode, &mut report).await?;
             return Ok(report);
         }
         let gone = self.add_gone(&baseline, &seen, &walk, in_scope, mode, source);
-        self.finish(gone, &mut pending, &mut report.deferred)
+        let mut drafts = renames.pair(self, gone);
+        drafts.extend(renames.release());
+        self.finish(drafts, &mut pending, &mut report.deferred)
             .await?;
         pending.meta.extend(meta);
         self.flush(&mut pending, mode, &mut report).await?;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::renames::Renames;
 use super::{Mode, Pipeline, ScanReport};
 use crate::event::{display_path, path_for_json, Event, EventKind, Severity, Source, StateJson};
 use crate::explain::{Change, Explainer, Verdict};
@@ -96,6 +97,7 @@ impl Pipeline {
         source: Source,
         batch: &mut Batch,
         deferred: &mut Vec<PathBuf>,
+        renames: &mut Renames,
     ) -> Result<(), StoreError> {
         // Old texts for the diffs of modified text files, fetched in one query.
         let want_text: Vec<&Path> = outcomes
@@ -139,6 +141,8 @@ impl Pipeline {
                 }
             }
         }
+        // Added files wait for this scan's removals (a pair is one `renamed`).
+        let drafts = renames.hold(drafts);
         self.finish(drafts, batch, deferred).await
     }
 
@@ -180,6 +184,9 @@ impl Pipeline {
             }
             if d.delete {
                 batch.deletes.push(d.path.clone());
+            }
+            if let Some(old) = d.also_delete {
+                batch.deletes.push(old);
             }
             match d.text_put {
                 Some(text) => {
@@ -286,6 +293,7 @@ impl Pipeline {
             event,
             upsert: Some(record),
             delete: false,
+            also_delete: None,
             deferred: false,
             path: s.path,
         })
@@ -342,6 +350,8 @@ pub(super) struct Draft {
     pub upsert: Option<Recorded>,
     /// Delete the baseline row (and its contents).
     pub delete: bool,
+    /// Also delete this other path's row (a rename's old name).
+    pub also_delete: Option<PathBuf>,
     pub text_put: Option<Vec<u8>>,
     pub text_delete: bool,
     /// Set by the explain stage: write nothing now, scan again later.
@@ -358,6 +368,7 @@ impl Draft {
             new: None,
             upsert: None,
             delete: true,
+            also_delete: None,
             text_put: None,
             text_delete: false,
             deferred: false,
