@@ -190,3 +190,62 @@ fn the_daemons_own_reads_queue_no_kernel_events() {
     let (status, _) = d.stop();
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_fanotify_queue_overflow_is_one_rescan_and_nothing_is_lost() {
+    const FAN_QUEUE: &str = "/proc/sys/fs/fanotify/max_queued_events";
+    let _serial = serial();
+    let writable = rustix::process::geteuid().is_root()
+        && std::fs::OpenOptions::new()
+            .write(true)
+            .open(FAN_QUEUE)
+            .is_ok();
+    if !common::can_run(
+        writable,
+        "FIMD_REQUIRE_ROOT",
+        &format!("needs root to lower {FAN_QUEUE}"),
+    ) {
+        return;
+    }
+    let env = Env::new();
+    env.write_config_whodata("require", &env.watch_table(&env.root));
+    const N: usize = 2000;
+    let files: Vec<_> = (0..N)
+        .map(|i| env.root.join(format!("d{}/f{i}.conf", i % 20)))
+        .collect();
+    for f in &files {
+        std::fs::create_dir_all(f.parent().expect("parent")).expect("mkdir");
+        write(f, "before\n");
+    }
+    // The queue size is read when the group is created (at the daemon's start).
+    let d = {
+        let _small_queue = Sysctl::set(FAN_QUEUE, "64");
+        env.start()
+    };
+    for f in &files {
+        write(f, "after\n");
+    }
+    let events = env.wait_events("every change", |e| {
+        let mut p: Vec<&str> = e.iter().filter_map(|e| e["path"].as_str()).collect();
+        p.sort_unstable();
+        p.dedup();
+        p.len() >= N
+    });
+    let stderr = d.stderr_text();
+    assert!(
+        stderr.contains("fanotify queue overflowed (FAN_Q_OVERFLOW)"),
+        "no overflow seen; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("full rescan done reason=KernelOverflow"),
+        "{stderr}"
+    );
+    let mut paths: Vec<&str> = events.iter().filter_map(|e| e["path"].as_str()).collect();
+    paths.sort_unstable();
+    paths.dedup();
+    assert_eq!(paths.len(), N, "every file");
+    let (code, out) = env.dry_run();
+    assert_eq!(code, 0, "the baseline matches the disk:\n{out}");
+    let (status, _) = d.stop();
+    assert_eq!(status.code(), Some(0));
+}

@@ -179,6 +179,8 @@ struct Daemon {
     overflow_due: Option<Instant>,
     /// When the last rescan owed to an overflow was queued (see [`OVERFLOW_COOLDOWN`]).
     last_overflow_rescan: Option<Instant>,
+    /// Real-time events come from fanotify (who-data), not inotify.
+    fanotify: bool,
 }
 
 /// Run the daemon until `shutdown` completes (or the worker fails).
@@ -204,6 +206,7 @@ pub async fn run(
     let (raw_tx, mut raw_rx) = mpsc::channel::<WatchMsg>(RAW_CAPACITY);
     let overflow = Arc::new(AtomicBool::new(false));
     let (fan, backend) = choose_backend(&ctx.cfg.daemon.whodata)?;
+    let fanotify = fan.is_some();
     tracing::info!(backend = %backend, "real-time change source");
     store.set_meta("daemon.backend", &backend).await?;
     let watches = Watches::new(
@@ -232,6 +235,7 @@ pub async fn run(
         tracker: tracker.clone(),
         alert_token: token.child_token(),
         overflow_due: None,
+        fanotify,
         last_overflow_rescan: None,
     };
     // Watches first: a change during the startup scan is then never missed.
@@ -370,7 +374,9 @@ impl Daemon {
             .map_or(now, |t| (t + OVERFLOW_COOLDOWN).max(now));
         tracing::warn!(
             rescan_in = %crate::timefmt::human_secs(at - now),
-            "inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; a full rescan will close the gap"
+            "{} queue overflowed ({}): changes since the last event may be unrecorded; a full rescan will close the gap",
+            if self.fanotify { "fanotify" } else { "inotify" },
+            if self.fanotify { "FAN_Q_OVERFLOW" } else { "IN_Q_OVERFLOW" },
         );
         self.overflow_due = Some(at);
     }
