@@ -70,10 +70,12 @@ ev = [json.loads(l) for l in sys.stdin]
 n = len(ev)
 none = sum(1 for e in ev if e["actor"] is None)
 a = [e["actor"] for e in ev if e["actor"]]
-complete = sum(1 for x in a if x["cmdline"] and x["exe"] and not x["exited"])
-exited = sum(1 for x in a if x["exited"])
-partial = len(a) - complete - exited
-print(f"RESULT events={n} complete={complete} partial={partial} exited={exited} no_actor={none}")
+# complete: read while it ran; partial: a zombie (comm, uids, login, unit; no cmdline/exe);
+# pid_only: reaped before it could be read.
+complete = sum(1 for x in a if x["cmdline"] and x["exe"])
+pid_only = sum(1 for x in a if x["comm"] is None)
+partial = len(a) - complete - pid_only
+print(f"RESULT events={n} complete={complete} partial={partial} pid_only={pid_only} no_actor={none}")
 '
 }
 
