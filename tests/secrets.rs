@@ -819,3 +819,38 @@ fn a_reload_that_cannot_resolve_keeps_the_old_value() {
         ));
     }
 }
+
+#[test]
+fn vault_secret_id_may_itself_be_a_systemd_credential() {
+    let m = Mock::start(|_, _| Resp::text(500, ""));
+    m.set(vault_handler(
+        json!({"slack": "https://hooks.example/services/SLACKMARK"}),
+    ));
+    let creds = tempfile::tempdir().expect("tempdir");
+    std::fs::write(creds.path().join("vault-secret-id"), "SECRETIDMARK\n").expect("write");
+    let env = [
+        ("VAULT_ADDR", m.url.clone()),
+        ("VAULT_ROLE_ID", "fimd-role".to_string()),
+        (
+            "VAULT_SECRET_ID",
+            "${credential:vault-secret-id}".to_string(),
+        ),
+        ("CREDENTIALS_DIRECTORY", creds.path().display().to_string()),
+    ];
+    let tree = TempTree::new("", &slack_config("${vault:secret/fimd#slack}"));
+    let cc = run(&tree, &env, &["config-check"]);
+    assert_eq!(cc.code, 0, "{}", cc.stderr);
+    assert!(
+        cc.stdout
+            .contains("(store vault, identity AppRole fimd-role at http://127.0.0.1:"),
+        "{}",
+        cc.stdout
+    );
+    assert_eq!(m.at("/v1/auth/approle/login").len(), 1);
+    assert_no_leak(
+        &tree,
+        &[&cc],
+        &[],
+        &["SLACKMARK", "SECRETIDMARK", "VAULTTOKENMARK"],
+    );
+}

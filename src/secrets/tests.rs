@@ -77,3 +77,104 @@ fn notify_fields_are_found_and_malformed_ones_named() {
         "{e}"
     );
 }
+
+#[path = "../../tests/secrets/mock.rs"]
+mod mock;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Azure: a token with less than 5 minutes left is fetched again, one with more is reused;
+/// Azure Arc's challenge file is read and sent back. (One test: they share process-wide
+/// environment variables.)
+#[test]
+fn azure_token_refresh_and_arc_challenge() {
+    use mock::{Mock, Resp};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for v in [
+        "IDENTITY_ENDPOINT",
+        "IDENTITY_HEADER",
+        "IMDS_ENDPOINT",
+        "FIMD_MANAGED_IDENTITY",
+    ] {
+        std::env::remove_var(v);
+    }
+    set_identity(None);
+    let tokens = AtomicUsize::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("fimd.key");
+    std::fs::write(&key_file, "ARCKEYMARK\n").unwrap();
+    let realm = key_file.display().to_string();
+    let m = Mock::start(move |r, _| match r.path.as_str() {
+        "/metadata/identity/oauth2/token" => {
+            assert_eq!(r.header("metadata"), Some("true"));
+            // The first token expires in 299 s (inside the 5-minute margin), the next in 1 h.
+            let n = tokens.fetch_add(1, Ordering::SeqCst) + 1;
+            let left = if n == 1 { 299 } else { 3600 };
+            Resp::json(
+                200,
+                json!({"access_token": format!("TOK{n}"), "expires_on": (unix_now() + left).to_string()}),
+            )
+        }
+        "/arc/token" => {
+            assert_eq!(r.header("metadata"), Some("true"));
+            assert_eq!(r.param("api-version").as_deref(), Some("2019-11-01"));
+            match r.header("authorization") {
+                None => {
+                    Resp::text(401, "").header("WWW-Authenticate", &format!("Basic realm={realm}"))
+                }
+                Some("Basic ARCKEYMARK") => {
+                    Resp::json(200, json!({"access_token": "ARCTOK", "expires_in": "3600"}))
+                }
+                Some(_) => Resp::text(403, ""),
+            }
+        }
+        "/secrets/s" => {
+            let auth = r.header("authorization").unwrap_or_default();
+            Resp::json(
+                200,
+                json!({"value": format!("V-{}", auth.trim_start_matches("Bearer "))}),
+            )
+        }
+        _ => Resp::text(404, ""),
+    });
+    std::env::set_var("AZURE_POD_IDENTITY_AUTHORITY_HOST", &m.url);
+    let reference = Secret::new(format!("${{azurekv:{}/s}}", m.url));
+    let got: Vec<String> = (0..3)
+        .map(|_| resolve(&reference).unwrap().expose().to_string())
+        .collect();
+    assert_eq!(got, ["V-TOK1", "V-TOK2", "V-TOK2"]);
+    assert_eq!(m.at("/metadata/").len(), 2, "TOK2 was reused");
+
+    // Azure Arc: IDENTITY_ENDPOINT + IMDS_ENDPOINT, the key file directly in the tokens dir.
+    std::env::set_var("IDENTITY_ENDPOINT", format!("{}/arc/token", m.url));
+    std::env::set_var("IMDS_ENDPOINT", &m.url);
+    *super::azure::tests::ARC_DIR.lock().unwrap() = dir.path().to_path_buf();
+    assert_eq!(resolve(&reference).unwrap().expose(), "V-ARCTOK");
+    assert_eq!(m.at("/arc/").len(), 2, "the challenge, then the token");
+    // A key file anywhere else is refused, and Arc has no user-assigned identity.
+    *super::azure::tests::ARC_DIR.lock().unwrap() = dir.path().join("elsewhere");
+    super::cache::drop_key(&format!(
+        "azure|Arc {{ endpoint: \"{}/arc/token\" }}|None|https://vault.azure.net",
+        m.url
+    ));
+    let e = resolve(&reference).unwrap_err();
+    assert!(e.contains("not directly under"), "{e}");
+    assert!(!e.contains("ARCKEYMARK"), "{e}");
+    set_identity(Some("cid".into()));
+    let e = resolve(&reference).unwrap_err();
+    assert!(e.contains("only the system-assigned identity"), "{e}");
+    set_identity(None);
+    for v in [
+        "IDENTITY_ENDPOINT",
+        "IMDS_ENDPOINT",
+        "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    ] {
+        std::env::remove_var(v);
+    }
+}

@@ -15,6 +15,26 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.trim().is_empty())
 }
 
+/// `VAULT_TOKEN`, `VAULT_ROLE_ID`, `VAULT_SECRET_ID`: the value, or what a local reference in
+/// it (`${credential:vault-secret-id}`) stands for, so the unit holds no secret.
+fn env_secret(name: &str) -> Result<Option<String>, String> {
+    let Some(v) = env(name) else { return Ok(None) };
+    match super::parse(&v) {
+        Ok(super::Reference::Literal) => Ok(Some(v)),
+        Ok(
+            r @ (super::Reference::Env(_)
+            | super::Reference::File(_)
+            | super::Reference::Credential(_)),
+        ) => super::local::resolve(&r, &v)
+            .map(|x| Some(x.trim().to_string()))
+            .map_err(|e| format!("{name}: {e}")),
+        Ok(_) => Err(format!(
+            "{name}: only ${{credential:}}, ${{file:}} and ${{env:}} references are allowed here"
+        )),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
+}
+
 /// For messages and `config-check`.
 pub fn identity_label() -> String {
     let addr = env("VAULT_ADDR").map_or_else(|| "(VAULT_ADDR unset)".to_string(), |a| origin(&a));
@@ -43,11 +63,13 @@ fn with_namespace(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
 
 /// The token: `VAULT_TOKEN`, or an AppRole login (cached).
 async fn token(http: &Http, addr: &str) -> Result<String, String> {
-    if let Some(t) = env("VAULT_TOKEN") {
+    if let Some(t) = env_secret("VAULT_TOKEN")? {
         super::register(&t);
         return Ok(t);
     }
-    let (Some(role_id), Some(secret_id)) = (env("VAULT_ROLE_ID"), env("VAULT_SECRET_ID")) else {
+    let (Some(role_id), Some(secret_id)) =
+        (env_secret("VAULT_ROLE_ID")?, env_secret("VAULT_SECRET_ID")?)
+    else {
         return Err(
             "no Vault token: set VAULT_TOKEN, or VAULT_ROLE_ID and VAULT_SECRET_ID for AppRole"
                 .into(),
@@ -99,7 +121,7 @@ pub async fn read(
         let a = retrying(make, &what, |s| matches!(s, 429 | 500..=599)).await?;
         // An expired AppRole token answers 403: log in again, once.
         if a.status.as_u16() == 403 && attempt == 0 && env("VAULT_TOKEN").is_none() {
-            if let Some(role) = env("VAULT_ROLE_ID") {
+            if let Some(role) = env_secret("VAULT_ROLE_ID").ok().flatten() {
                 cache::drop_key(&format!("vault|{addr}|{role}"));
                 continue;
             }
