@@ -854,3 +854,64 @@ fn vault_secret_id_may_itself_be_a_systemd_credential() {
         &["SLACKMARK", "SECRETIDMARK", "VAULTTOKENMARK"],
     );
 }
+
+#[test]
+fn references_work_in_environment_variables_and_flags_and_a_malformed_one_is_exit_17() {
+    let m = Mock::start(|_, _| Resp::text(500, ""));
+    m.set(vault_handler(
+        json!({"slack": "https://hooks.example/services/SLACKMARK", "jira": "JIRAMARK"}),
+    ));
+    let tree = TempTree::new("", "");
+    let env = [
+        ("VAULT_ADDR", m.url.clone()),
+        ("VAULT_TOKEN", "VAULTTOKENMARK".to_string()),
+        (
+            "SLACK_WEBHOOK_URL",
+            "${vault:secret/fimd#slack}".to_string(),
+        ),
+    ];
+    let mut c = tree.cmd();
+    for v in STORE_VARS {
+        c.env_remove(v);
+    }
+    for (k, v) in &env {
+        c.env(k, v);
+    }
+    let cc = Run::from(
+        c.args([
+            "--jira-url",
+            "https://acme.atlassian.net",
+            "--jira-project-key",
+            "SEC",
+            "--jira-api-token",
+            "${vault:secret/fimd#jira}",
+            "config-check",
+        ])
+        .output()
+        .expect("run"),
+    );
+    assert_eq!(cc.code, 0, "{}", cc.stderr);
+    for key in [
+        "notify.slack.webhook_url = ${vault:secret/fimd#slack}",
+        "notify.jira.api_token = ${vault:secret/fimd#jira}",
+    ] {
+        assert!(cc.stdout.contains(key), "{}", cc.stdout);
+    }
+    assert!(cc.stdout.contains("sinks: slack"), "{}", cc.stdout);
+    assert_no_leak(
+        &tree,
+        &[&cc],
+        &[],
+        &["SLACKMARK", "JIRAMARK", "VAULTTOKENMARK"],
+    );
+
+    let bad = TempTree::new("", &slack_config("${azurekv:no-name-here}"));
+    let r = run(&bad, &[], &["check"]);
+    assert_eq!(r.code, 17, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("notify.slack.webhook_url")
+            && r.stderr.contains("${azurekv:no-name-here}"),
+        "{}",
+        r.stderr
+    );
+}

@@ -178,3 +178,66 @@ fn azure_token_refresh_and_arc_challenge() {
         std::env::remove_var(v);
     }
 }
+
+/// AWS role credentials are fetched again when less than 5 minutes remain before their
+/// `Expiration`, and reused otherwise.
+#[test]
+fn aws_role_credentials_refreshed_before_expiration() {
+    use mock::{Mock, Resp};
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for v in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_EC2_METADATA_DISABLED",
+    ] {
+        std::env::remove_var(v);
+    }
+    let creds = AtomicUsize::new(0);
+    let m = Mock::start(move |r, _| match (r.method.as_str(), r.path.as_str()) {
+        ("PUT", "/latest/api/token") => Resp::text(200, "T"),
+        ("GET", "/latest/meta-data/iam/security-credentials/") => Resp::text(200, "role"),
+        ("GET", "/latest/meta-data/iam/security-credentials/role") => {
+            let n = creds.fetch_add(1, Ordering::SeqCst) + 1;
+            let left = if n == 1 { 200 } else { 3600 };
+            let exp = std::time::SystemTime::now() + std::time::Duration::from_secs(left);
+            Resp::json(
+                200,
+                json!({"AccessKeyId": format!("AK{n}"), "SecretAccessKey": "SK", "Token": "ST",
+                       "Expiration": humantime::format_rfc3339_seconds(exp).to_string()}),
+            )
+        }
+        ("POST", "/") => {
+            let auth = r.header("authorization").unwrap_or_default();
+            let ak = auth
+                .split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').next())
+                .unwrap_or_default();
+            Resp::json(200, json!({"SecretString": format!("V-{ak}")}))
+        }
+        _ => Resp::text(404, ""),
+    });
+    std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m.url);
+    let reference = Secret::new("${awssm:arn:aws:secretsmanager:eu-north-1:1:secret:x}");
+    std::env::set_var("AWS_ENDPOINT_URL_SECRETS_MANAGER", &m.url);
+    let got: Vec<String> = (0..3)
+        .map(|_| resolve(&reference).unwrap().expose().to_string())
+        .collect();
+    assert_eq!(got, ["V-AK1", "V-AK2", "V-AK2"]);
+    assert!(
+        m.at("/latest/meta-data/placement").is_empty(),
+        "the ARN names the region"
+    );
+    let post = m.at("/").into_iter().find(|r| r.method == "POST").unwrap();
+    assert!(post
+        .header("authorization")
+        .unwrap()
+        .contains("/eu-north-1/secretsmanager/aws4_request"));
+    for v in [
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    ] {
+        std::env::remove_var(v);
+    }
+}
