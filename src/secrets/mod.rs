@@ -238,9 +238,9 @@ pub fn redact(text: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Resolution.
 
-/// Fetch the value `reference` (already parsed from `text`) stands for. `fresh`: bypass the
-/// cached access tokens' reuse for the value itself (values are never cached here; only
-/// tokens are, and those are dropped and fetched again after a 401 from the store).
+/// Fetch the value `reference` (already parsed from `text`) stands for. Values are never
+/// cached: every call asks the store (only access tokens are cached, and dropped after a 401
+/// from the store). Errors name the reference, the store and the identity.
 async fn fetch(http: &http::Http, reference: &Reference, text: &str) -> Result<String, String> {
     let value = match reference {
         Reference::Literal => return Ok(text.to_string()),
