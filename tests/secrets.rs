@@ -905,6 +905,35 @@ fn references_work_in_environment_variables_and_flags_and_a_malformed_one_is_exi
         &["SLACKMARK", "JIRAMARK", "VAULTTOKENMARK"],
     );
 
+    // One reference failing among several: exit 17, the failure named, the others listed.
+    let partial = TempTree::new(
+        "",
+        &format!(
+            "{}\n[notify.teams]\nwebhook_url = \"${{vault:secret/fimd#nope}}\"\n",
+            slack_config("${vault:secret/fimd#slack}")
+        ),
+    );
+    let r = run(&partial, &env[..2], &["config-check"]);
+    assert_eq!(r.code, 17, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("notify.teams.webhook_url: secret reference \"${vault:secret/fimd#nope}\""),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("has no key \"nope\" (resolved: notify.slack.webhook_url)"),
+        "{}",
+        r.stderr
+    );
+    assert_no_leak(
+        &partial,
+        &[&r],
+        &[],
+        &["SLACKMARK", "JIRAMARK", "VAULTTOKENMARK"],
+    );
+
     let bad = TempTree::new("", &slack_config("${azurekv:no-name-here}"));
     let r = run(&bad, &[], &["check"]);
     assert_eq!(r.code, 17, "{}", r.stderr);

@@ -543,7 +543,16 @@ pub async fn resolve_notify_async(
         .filter_map(|r| r.outcome.as_ref().err().map(|e| format!("{}: {e}", r.key)))
         .collect();
     if !failed.is_empty() {
-        return Err(failed.join("; "));
+        let resolved: Vec<&str> = report
+            .iter()
+            .filter(|r| r.outcome.is_ok())
+            .map(|r| r.key.as_str())
+            .collect();
+        let rest = match resolved.is_empty() {
+            true => String::new(),
+            false => format!(" (resolved: {})", resolved.join(", ")),
+        };
+        return Err(format!("{}{rest}", failed.join("; ")));
     }
     Ok(report)
 }
