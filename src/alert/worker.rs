@@ -5,7 +5,9 @@
 //! Guarantees: one request per sink per pass (and per `batch_window`, via the gate in
 //! `outbox.rs`); every log line and `last_error` is redacted against the sink's secrets and
 //! built from `reqwest::Error::without_url()`; shutdown cancels only the sleep between passes,
-//! never a send or a transaction.
+//! never a send or a transaction. A sink answering 401/403 whose secrets are store references
+//! gets them fetched again once and, when they changed, the same batch is sent again at once
+//! ([`Sinks::rotate`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -214,6 +214,12 @@ fn aws_role_credentials_refreshed_before_expiration() {
                 .nth(1)
                 .and_then(|c| c.split('/').next())
                 .unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            if body["SecretId"] == "bin" {
+                use base64::Engine as _;
+                let b = base64::engine::general_purpose::STANDARD.encode(r#"{"k":"BIN-VALUE"}"#);
+                return Resp::json(200, json!({"SecretBinary": b}));
+            }
             Resp::json(200, json!({"SecretString": format!("V-{ak}")}))
         }
         _ => Resp::text(404, ""),
@@ -229,6 +235,11 @@ fn aws_role_credentials_refreshed_before_expiration() {
         m.at("/latest/meta-data/placement").is_empty(),
         "the ARN names the region"
     );
+    // SecretBinary (base64 UTF-8), one key of its JSON; the region from AWS_REGION.
+    std::env::set_var("AWS_REGION", "eu-north-1");
+    let bin = resolve(&Secret::new("${awssm:bin#k}")).unwrap();
+    assert_eq!(bin.expose(), "BIN-VALUE");
+    std::env::remove_var("AWS_REGION");
     let post = m.at("/").into_iter().find(|r| r.method == "POST").unwrap();
     assert!(post
         .header("authorization")
