@@ -31,7 +31,7 @@ pub struct Creds {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+    super::var(name).filter(|s| !s.trim().is_empty())
 }
 
 fn imds_base() -> String {

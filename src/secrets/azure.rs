@@ -88,7 +88,7 @@ enum Source {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+    super::var(name).filter(|s| !s.trim().is_empty())
 }
 
 fn source() -> Source {

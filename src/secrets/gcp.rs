@@ -37,7 +37,7 @@ pub fn parse(rest: &str) -> Result<Reference, String> {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+    super::var(name).filter(|s| !s.trim().is_empty())
 }
 
 fn metadata_base() -> String {

@@ -8,12 +8,12 @@ use super::Reference;
 /// The value of a local reference; errors name the reference and the path, never a value.
 pub fn resolve(reference: &Reference, text: &str) -> Result<String, String> {
     match reference {
-        Reference::Env(name) => std::env::var(name).map_err(|_| {
+        Reference::Env(name) => super::var(name).ok_or_else(|| {
             format!("secret reference {text:?}: environment variable {name} is not set")
         }),
         Reference::File(path) => read(path, text),
         Reference::Credential(name) => {
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+            let dir = super::var("CREDENTIALS_DIRECTORY").ok_or_else(|| {
                 format!("secret reference {text:?}: no $CREDENTIALS_DIRECTORY (not started by systemd with LoadCredential=)")
             })?;
             read(&PathBuf::from(dir).join(name), text)

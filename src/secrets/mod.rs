@@ -179,11 +179,20 @@ pub fn set_identity(id: Option<String>) {
 pub fn identity() -> Option<String> {
     let set = identity_cell().lock().ok().and_then(|g| g.clone());
     set.or_else(|| {
-        std::env::var("FIMD_MANAGED_IDENTITY")
-            .ok()
+        var("FIMD_MANAGED_IDENTITY")
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     })
+}
+
+/// An environment variable. Unit tests override variables here instead of in the process
+/// environment (`set_var` while another thread reads the environment is a data race).
+pub(crate) fn var(name: &str) -> Option<String> {
+    #[cfg(test)]
+    if let Some(v) = tests::env_override(name) {
+        return v;
+    }
+    std::env::var(name).ok()
 }
 
 fn last_good() -> &'static Mutex<HashMap<String, Secret>> {

@@ -1,5 +1,21 @@
 use super::*;
 
+/// Environment overrides for unit tests: `Some(None)` = unset.
+fn env_map() -> &'static Mutex<HashMap<String, Option<String>>> {
+    static M: OnceLock<Mutex<HashMap<String, Option<String>>>> = OnceLock::new();
+    M.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+pub(super) fn env_override(name: &str) -> Option<Option<String>> {
+    env_map().lock().ok()?.get(name).cloned()
+}
+
+fn set_env(name: &str, value: Option<&str>) {
+    if let Ok(mut m) = env_map().lock() {
+        m.insert(name.to_string(), value.map(str::to_string));
+    }
+}
+
 #[test]
 fn references_resolve_and_errors_never_show_values() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,7 +118,7 @@ fn azure_token_refresh_and_arc_challenge() {
         "IMDS_ENDPOINT",
         "FIMD_MANAGED_IDENTITY",
     ] {
-        std::env::remove_var(v);
+        set_env(v, None);
     }
     set_identity(None);
     let tokens = AtomicUsize::new(0);
@@ -143,7 +159,7 @@ fn azure_token_refresh_and_arc_challenge() {
         }
         _ => Resp::text(404, ""),
     });
-    std::env::set_var("AZURE_POD_IDENTITY_AUTHORITY_HOST", &m.url);
+    set_env("AZURE_POD_IDENTITY_AUTHORITY_HOST", Some(&m.url));
     let reference = Secret::new(format!("${{azurekv:{}/s}}", m.url));
     let got: Vec<String> = (0..3)
         .map(|_| resolve(&reference).unwrap().expose().to_string())
@@ -152,8 +168,8 @@ fn azure_token_refresh_and_arc_challenge() {
     assert_eq!(m.at("/metadata/").len(), 2, "TOK2 was reused");
 
     // Azure Arc: IDENTITY_ENDPOINT + IMDS_ENDPOINT, the key file directly in the tokens dir.
-    std::env::set_var("IDENTITY_ENDPOINT", format!("{}/arc/token", m.url));
-    std::env::set_var("IMDS_ENDPOINT", &m.url);
+    set_env("IDENTITY_ENDPOINT", Some(&format!("{}/arc/token", m.url)));
+    set_env("IMDS_ENDPOINT", Some(&m.url));
     *super::azure::tests::ARC_DIR.lock().unwrap() = dir.path().to_path_buf();
     assert_eq!(resolve(&reference).unwrap().expose(), "V-ARCTOK");
     assert_eq!(m.at("/arc/").len(), 2, "the challenge, then the token");
@@ -175,7 +191,7 @@ fn azure_token_refresh_and_arc_challenge() {
         "IMDS_ENDPOINT",
         "AZURE_POD_IDENTITY_AUTHORITY_HOST",
     ] {
-        std::env::remove_var(v);
+        set_env(v, None);
     }
 }
 
@@ -191,7 +207,7 @@ fn aws_role_credentials_refreshed_before_expiration() {
         "AWS_SECRET_ACCESS_KEY",
         "AWS_EC2_METADATA_DISABLED",
     ] {
-        std::env::remove_var(v);
+        set_env(v, None);
     }
     let creds = AtomicUsize::new(0);
     let m = Mock::start(move |r, _| match (r.method.as_str(), r.path.as_str()) {
@@ -224,9 +240,9 @@ fn aws_role_credentials_refreshed_before_expiration() {
         }
         _ => Resp::text(404, ""),
     });
-    std::env::set_var("AWS_EC2_METADATA_SERVICE_ENDPOINT", &m.url);
+    set_env("AWS_EC2_METADATA_SERVICE_ENDPOINT", Some(&m.url));
     let reference = Secret::new("${awssm:arn:aws:secretsmanager:eu-north-1:1:secret:x}");
-    std::env::set_var("AWS_ENDPOINT_URL_SECRETS_MANAGER", &m.url);
+    set_env("AWS_ENDPOINT_URL_SECRETS_MANAGER", Some(&m.url));
     let got: Vec<String> = (0..3)
         .map(|_| resolve(&reference).unwrap().expose().to_string())
         .collect();
@@ -236,10 +252,10 @@ fn aws_role_credentials_refreshed_before_expiration() {
         "the ARN names the region"
     );
     // SecretBinary (base64 UTF-8), one key of its JSON; the region from AWS_REGION.
-    std::env::set_var("AWS_REGION", "eu-north-1");
+    set_env("AWS_REGION", Some("eu-north-1"));
     let bin = resolve(&Secret::new("${awssm:bin#k}")).unwrap();
     assert_eq!(bin.expose(), "BIN-VALUE");
-    std::env::remove_var("AWS_REGION");
+    set_env("AWS_REGION", None);
     let post = m.at("/").into_iter().find(|r| r.method == "POST").unwrap();
     assert!(post
         .header("authorization")
@@ -249,6 +265,6 @@ fn aws_role_credentials_refreshed_before_expiration() {
         "AWS_EC2_METADATA_SERVICE_ENDPOINT",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     ] {
-        std::env::remove_var(v);
+        set_env(v, None);
     }
 }

@@ -12,7 +12,7 @@ use super::cache;
 use super::http::{exchange, origin, retrying, Http};
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|s| !s.trim().is_empty())
+    super::var(name).filter(|s| !s.trim().is_empty())
 }
 
 /// `VAULT_TOKEN`, `VAULT_ROLE_ID`, `VAULT_SECRET_ID`: the value, or what a local reference in
