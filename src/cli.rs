@@ -18,9 +18,9 @@ pub struct Cli {
     #[arg(long = "init", hide = true)]
     pub legacy_init: bool,
 
-    /// The machine's managed identity that fetches `${azurekv:}`, `${gcpsm:}` secrets: an Azure
-    /// user-assigned identity's client id or resource id (`/subscriptions/...`), or a GCP
-    /// service account email [default: the system-assigned identity / default account]
+    /// The managed identity that fetches `${azurekv:...}` and `${gcpsm:...}` secrets: an Azure
+    /// user-assigned identity's client id or resource id (/subscriptions/...), or a GCP service
+    /// account email [default: the system-assigned identity / the default service account]
     #[arg(long, global = true, env = "FIMD_MANAGED_IDENTITY", value_name = "ID")]
     pub managed_identity: Option<String>,
 
