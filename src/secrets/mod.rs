@@ -216,15 +216,26 @@ fn registry() -> &'static Mutex<Vec<String>> {
     REG.get_or_init(|| Mutex::new(Vec::new()))
 }
 
+/// The most values [`register`] keeps: tokens are renewed hourly for as long as the daemon
+/// runs, so the oldest (long expired) ones are dropped.
+const REGISTERED_MAX: usize = 256;
+
 /// Add a value fetched from a store (or a token) to the values [`redact`] removes.
 pub fn register(value: &str) {
     if value.len() < 4 {
         return;
     }
     if let Ok(mut r) = registry().lock() {
-        if !r.iter().any(|v| v == value) {
-            r.push(value.to_string());
+        if let Some(i) = r.iter().position(|v| v == value) {
+            // Most recent last: a value still in use is never the one dropped.
+            let v = r.remove(i);
+            r.push(v);
+            return;
         }
+        if r.len() >= REGISTERED_MAX {
+            r.remove(0);
+        }
+        r.push(value.to_string());
     }
 }
 

@@ -268,3 +268,18 @@ fn aws_role_credentials_refreshed_before_expiration() {
         set_env(v, None);
     }
 }
+
+#[test]
+fn the_redaction_list_is_bounded_and_keeps_values_in_use() {
+    register("KEEP-THIS-VALUE-IN-USE");
+    for i in 0..REGISTERED_MAX + 10 {
+        register(&format!("rotated-token-{i:04}"));
+        if i % 100 == 0 {
+            register("KEEP-THIS-VALUE-IN-USE");
+        }
+    }
+    let r = registered();
+    assert!(r.len() <= REGISTERED_MAX);
+    assert_eq!(redact("x KEEP-THIS-VALUE-IN-USE y"), "x **REDACTED** y");
+    assert!(!r.iter().any(|v| v == "rotated-token-0000"));
+}
