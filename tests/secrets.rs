@@ -944,3 +944,51 @@ fn references_work_in_environment_variables_and_flags_and_a_malformed_one_is_exi
         r.stderr
     );
 }
+
+#[test]
+fn a_rotation_that_cannot_reach_the_store_keeps_the_old_value_with_one_warning() {
+    let m = Mock::start(|_, _| Resp::text(500, ""));
+    let hook = format!("{}{}", m.url, slack_path("SLACKMARK"));
+    let refused = Arc::new(AtomicBool::new(false));
+    let r2 = refused.clone();
+    m.set(move |r, _| match r.path.as_str() {
+        "/v1/secret/data/fimd" if !r2.load(Ordering::SeqCst) => {
+            Resp::json(200, json!({"data": {"data": {"slack": hook.clone()}}}))
+        }
+        "/v1/secret/data/fimd" => Resp::json(403, json!({"errors": ["permission denied"]})),
+        _ => {
+            // The sink refuses, and from now on so does the store.
+            r2.store(true, Ordering::SeqCst);
+            Resp::text(401, "invalid_token")
+        }
+    });
+    let env = [
+        ("VAULT_ADDR", m.url.clone()),
+        ("VAULT_TOKEN", "VAULTTOKENMARK".to_string()),
+    ];
+    let (tree, _) = changed_tree(&slack_config("${vault:secret/fimd#slack}"), &env);
+    let check = run(&tree, &env, &["check"]);
+    assert_eq!(check.code, 4, "check: {}", check.stderr);
+    assert_eq!(
+        m.at("/services/").len(),
+        1,
+        "no second send with the same secret"
+    );
+    assert_eq!(
+        m.at("/v1/secret/data/fimd").len(),
+        3,
+        "init, check, one re-resolve"
+    );
+    let warnings: Vec<&str> = check
+        .stderr
+        .lines()
+        .filter(|l| l.contains("keeping its previous value"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", check.stderr);
+    assert!(
+        warnings[0].contains("${vault:secret/fimd#slack}"),
+        "{}",
+        warnings[0]
+    );
+    assert_no_leak(&tree, &[&check], &[], &["SLACKMARK", "VAULTTOKENMARK"]);
+}
