@@ -17,6 +17,7 @@ pub mod event;
 pub mod explain;
 pub mod logging;
 pub mod mac;
+pub mod manpage;
 pub mod packages;
 pub mod pipeline;
 pub mod policy;

@@ -551,7 +551,7 @@ fn database_is_private() {
     let db_mode = std::fs::metadata(&t.db).expect("stat").permissions().mode() & 0o777;
     assert_eq!((dir_mode, db_mode), (0o700, 0o600));
     let r = t.run(&["status"]);
-    assert!(r.stdout.contains("baseline: 1 entries"), "{}", r.stdout);
+    assert!(r.stdout.contains("baseline: 1 entry ("), "{}", r.stdout);
 }
 
 #[test]

@@ -405,13 +405,13 @@ fn a_change_while_stopped_is_reported_as_rescan_on_start() {
     assert_eq!(events[0]["source"], "rescan");
     assert_eq!(events[0]["event"], "modified");
     let st = env.status();
-    assert_eq!(st["daemon"]["pid"], d.pid().to_string());
+    assert_eq!(st["daemon"]["pid"], d.pid());
     assert_eq!(st["daemon"]["fallback"], "none");
     assert!(st["daemon"]["last_rescan"].is_string(), "{st:#}");
-    let watches = env.wait_status("watches published", |s| s["daemon"]["watches"].is_string())
+    let watches = env.wait_status("watches published", |s| s["daemon"]["watches"].is_number())
         ["daemon"]["watches"]
         .clone();
-    assert!(watches.as_str().and_then(|w| w.parse::<u32>().ok()) >= Some(2));
+    assert!(watches.as_u64() >= Some(2), "{watches}");
 }
 
 /// The shell run by `unshare -Ur` to lower the inotify watch limit of its own user namespace
@@ -470,10 +470,7 @@ fn out_of_watches_falls_back_to_rescans_with_one_warning() {
         s["daemon"]["fallback"].as_str() == Some(big_text.as_str())
     });
     assert!(
-        st["daemon"]["watches"]
-            .as_str()
-            .and_then(|w| w.parse::<u32>().ok())
-            <= Some(8),
+        st["daemon"]["watches"].as_u64().is_some_and(|w| w <= 8),
         "{st:#}"
     );
 
@@ -542,7 +539,8 @@ fn init_and_a_second_daemon_refuse_while_the_daemon_runs() {
     let env = Env::new();
     write(&env.root.join("a.conf"), "1\n");
     let d = env.start();
-    let pid = d.pid().to_string();
+    let d_pid = d.pid();
+    let pid = d_pid.to_string();
     let refused = |args: &[&str]| {
         let out = env.fimd().args(args).output().expect("fimd");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -562,7 +560,11 @@ fn init_and_a_second_daemon_refuse_while_the_daemon_runs() {
     // A pid left behind by a crash does not count.
     d.signal("KILL");
     drop(d); // reaps it
-    assert_eq!(env.status()["daemon"]["pid"], pid, "the crash left its pid");
+    assert_eq!(
+        env.status()["daemon"]["pid"],
+        d_pid,
+        "the crash left its pid"
+    );
     let out = env.fimd().args(["init", "--force"]).output().expect("init");
     assert_eq!(
         out.status.code(),

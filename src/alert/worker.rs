@@ -353,11 +353,11 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
             });
             let error = with_detail(reason.to_string());
             tracing::warn!(sink = name, status = %status, error = %error, attempt,
-                retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+                retry_in = %crate::timefmt::human_secs(delay), "alert delivery failed; will retry");
             Resolution::Retry { delay, error }
         }
         Outcome::PauseSink { for_ } => {
-            tracing::warn!(sink = name, status = %status, pause = %humantime::format_duration(*for_),
+            tracing::warn!(sink = name, status = %status, pause = %crate::timefmt::human_secs(*for_),
                 "sink throttled us; pausing it");
             Resolution::Pause {
                 for_: *for_,
@@ -375,8 +375,9 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
     }
 }
 
-/// Deliver what is due now and what falls due within `max_wait` (retries, the next batch
-/// window), then return; anything left stays queued for the daemon or the next run.
+/// Deliver what is due now and what falls due within `max_wait` (retries), then return;
+/// anything left stays queued for the daemon or the next run. No batch window: a one-shot
+/// `check` is one batch, sent at once (a pause a sink asked for is still honoured).
 pub async fn flush(
     pool: &SqlitePool,
     sinks: &Sinks,
@@ -384,6 +385,11 @@ pub async fn flush(
     max_wait: Duration,
 ) -> Result<FlushReport, AlertError> {
     let deadline = tokio::time::Instant::now() + max_wait;
+    // A one-shot flush is one batch: no batch window (the daemon keeps its own).
+    let cfg = &NotifyConfig {
+        batch_window: Duration::ZERO,
+        ..cfg.clone()
+    };
     let names = sinks.names();
     let mut done = PassReport::default();
     loop {

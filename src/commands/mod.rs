@@ -121,6 +121,7 @@ async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
         }
     };
     let mac_key = ctx.mac_key()?;
+    ctx.policy.warn_missing();
     let daemon_ctx = crate::daemon::DaemonContext {
         mac_key,
         cfg: ctx.cfg,

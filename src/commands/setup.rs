@@ -94,6 +94,7 @@ impl Context {
 
 /// `config-check`: the config is valid (or we never got here); print what it means.
 pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
+    ctx.policy.warn_missing();
     let mut out = String::new();
     let cfg = &ctx.cfg;
     let source = if ctx.config_found {
@@ -116,7 +117,11 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
         .watches
         .split_at(cfg.watch.len().min(ctx.policy.watches.len()));
     for w in watches {
-        let state = if w.exists { "" } else { " (missing)" };
+        let state = match (w.exists, w.optional) {
+            (true, _) => "",
+            (false, false) => " (missing: nothing is monitored there)",
+            (false, true) => " (missing, optional)",
+        };
         let canon = if w.root != w.configured {
             format!(" -> {}", display_path(&w.root))
         } else {

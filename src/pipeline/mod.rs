@@ -94,6 +94,9 @@ pub struct Pipeline {
     cancel: CancellationToken,
     /// Woken after a commit that queued alerts (the daemon's outbox worker).
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Who changed the paths of the next targeted scan (who-data), taken as their events
+    /// are built ([`Pipeline::set_actors`]).
+    actors: std::sync::Mutex<HashMap<PathBuf, crate::event::Actor>>,
 }
 
 /// Produces the paths of one scan on a blocking thread, calling `visit` for each (false: stop).
@@ -130,6 +133,7 @@ impl Pipeline {
             pool: Arc::new(pool),
             cancel: CancellationToken::new(),
             wake: None,
+            actors: std::sync::Mutex::default(),
         })
     }
 
@@ -172,6 +176,22 @@ impl Pipeline {
         StoreError::Corrupt {
             path: self.store.path().to_path_buf(),
             message: format!("{what} task failed: {e}"),
+        }
+    }
+
+    /// The actors of the paths the next scan looks at (the daemon's real-time events).
+    pub fn set_actors(&self, actors: HashMap<PathBuf, crate::event::Actor>) {
+        match self.actors.lock() {
+            Ok(mut a) => *a = actors,
+            Err(poisoned) => *poisoned.into_inner() = actors,
+        }
+    }
+
+    /// The actors [`Pipeline::set_actors`] gave that no event used.
+    pub fn take_actors(&self) -> HashMap<PathBuf, crate::event::Actor> {
+        match self.actors.lock() {
+            Ok(mut a) => std::mem::take(&mut *a),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
@@ -264,7 +284,11 @@ impl Pipeline {
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut pending = Batch::default();
         while let Some(outcomes) = rx.recv().await {
-            report.entries += outcomes.len() as u64;
+            // Candidates that are not there (a user without authorized_keys) are not entries.
+            report.entries += outcomes
+                .iter()
+                .filter(|o| !matches!(o, Outcome::Vanished(_)))
+                .count() as u64;
             progress(report.entries);
             for o in &outcomes {
                 if !matches!(o, Outcome::Vanished(_)) {

@@ -153,22 +153,29 @@ impl Pipeline {
         if drafts.is_empty() {
             return Ok(());
         }
-        let explainer = self.explain.clone();
+        let (explainer, pool) = (self.explain.clone(), self.pool.clone());
+        // On the hashing pool: its threads run at low priority when asked (re-reading a
+        // package's file for its MD5 is hashing too), so a package upgrade keeps the CPU.
         drafts = tokio::task::spawn_blocking(move || {
-            explainer.refresh();
-            for d in &mut drafts {
-                d.explain(&explainer);
-            }
+            pool.install(|| {
+                explainer.refresh();
+                for d in &mut drafts {
+                    d.explain(&explainer);
+                }
+            });
             drafts
         })
         .await
         .map_err(|e| self.task_failed("explain", e))?;
+        let mut actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
         for d in drafts {
             if d.deferred {
                 deferred.push(d.path);
                 continue;
             }
-            if let Some(e) = d.event {
+            if let Some(mut e) = d.event {
+                // Who-data: the last writer of this path (real-time events only).
+                e.actor = actors.remove(&d.path);
                 batch.events.push(e);
             }
             if d.delete {

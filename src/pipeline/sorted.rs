@@ -148,7 +148,11 @@ impl Pipeline {
         while let Some(item) = rx.recv().await {
             match item {
                 Item::Scanned(pairs) => {
-                    report.entries += pairs.len() as u64;
+                    // Candidates that are not there are not entries (as in `status`).
+                    report.entries += pairs
+                        .iter()
+                        .filter(|(o, _)| !matches!(o, Outcome::Vanished(_)))
+                        .count() as u64;
                     progress(report.entries);
                     report.hashed += pairs
                         .iter()
