@@ -24,6 +24,18 @@ pub struct Cli {
     #[arg(long = "init", display_order = 901)]
     pub legacy_init: bool,
 
+    /// The managed identity that fetches `${azurekv:...}` and `${gcpsm:...}` secrets: an Azure
+    /// user-assigned identity's client id or resource id (/subscriptions/...), or a GCP service
+    /// account email [default: the system-assigned identity / the default service account]
+    #[arg(
+        long,
+        global = true,
+        env = "FIMD_MANAGED_IDENTITY",
+        value_name = "ID",
+        display_order = 902
+    )]
+    pub managed_identity: Option<String>,
+
     #[command(
         flatten,
         next_help_heading = "Notifier options (flag > environment > credential > config file)"

@@ -341,6 +341,12 @@ Set by systemd for fimd run (Type=notify, watchdog).
 .TP
 .B SERVICENOW_INSTANCE\fR, \fBSERVICENOW_USER\fR, \fBSERVICENOW_PASSWORD\fR, \fBRAPID7_API_KEY\fR, \fBRAPID7_WORKFLOW_ID\fR, \fBJIRA_URL\fR, \fBJIRA_USER\fR, \fBJIRA_API_TOKEN\fR, \fBJIRA_PROJECT_KEY\fR, \fBSLACK_WEBHOOK_URL\fR, \fBTEAMS_WEBHOOK_URL
 The notifier options (see OPTIONS).
+.TP
+.B FIMD_MANAGED_IDENTITY
+The managed identity that fetches secret references (like \-\-managed\-identity).
+.TP
+.B IDENTITY_ENDPOINT\fR, \fBIDENTITY_HEADER\fR, \fBIMDS_ENDPOINT\fR, \fBAZURE_POD_IDENTITY_AUTHORITY_HOST\fR, \fBAWS_REGION\fR, \fBAWS_EC2_METADATA_SERVICE_ENDPOINT\fR, \fBAWS_ENDPOINT_URL_SECRETS_MANAGER\fR, \fBGCE_METADATA_HOST\fR, \fBVAULT_ADDR\fR, \fBVAULT_TOKEN\fR, \fBVAULT_ROLE_ID\fR, \fBVAULT_SECRET_ID
+Where secret references (${azurekv:...}, ${awssm:...}, ${gcpsm:...}, ${vault:...}) are fetched from; see the README, "Secrets from cloud stores".
 .SH EXIT STATUS
 AIDE-compatible, so wrappers written for aide \-\-check keep working.
 .TP

@@ -5,7 +5,9 @@
 //! Guarantees: one request per sink per pass (and per `batch_window`, via the gate in
 //! `outbox.rs`); every log line and `last_error` is redacted against the sink's secrets and
 //! built from `reqwest::Error::without_url()`; shutdown cancels only the sleep between passes,
-//! never a send or a transaction.
+//! never a send or a transaction. A sink answering 401/403 whose secrets are store references
+//! gets them fetched again once and, when they changed, the same batch is sent again at once
+//! ([`Sinks::rotate`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -107,11 +109,11 @@ async fn deliver(
         else {
             continue;
         };
-        let batch = build_batch(pool, sinks.host(), &rows, sink, cfg.include_diff).await?;
+        let batch = build_batch(pool, sinks.host(), &rows, sink.as_ref(), cfg.include_diff).await?;
         let sent_before = rows.iter().any(|r| r.attempts > 0);
-        let attempt = send(sinks.http(), sink, &batch, sent_before).await;
+        let (attempt, sink) = send_rotating(sinks, sink, &batch, sent_before).await;
         report.requests += 1;
-        let resolution = resolve(sink, &attempt, &rows, cfg);
+        let resolution = resolve(sink.as_ref(), &attempt, &rows, cfg);
         match &resolution {
             Resolution::Delivered { .. } => report.delivered += rows.len(),
             Resolution::Retry { .. } | Resolution::Pause { .. } => report.retried += rows.len(),
@@ -179,6 +181,25 @@ async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) 
         }
     }
     request(sink, sink.request(http, batch)).await
+}
+
+/// [`send`]; when the sink refuses its credentials (401/403) and they come from a secret
+/// store, fetch them again once and, if they changed (a rotated secret), send again with them.
+/// Returns the sink used last (the rebuilt one after a rotation).
+async fn send_rotating(
+    sinks: &Sinks,
+    sink: Arc<dyn Sink>,
+    batch: &Batch,
+    sent_before: bool,
+) -> (Attempt, Arc<dyn Sink>) {
+    let attempt = send(sinks.http(), sink.as_ref(), batch, sent_before).await;
+    if matches!(attempt.status, Some(401 | 403)) {
+        if let Some(new) = sinks.rotate(sink.name()).await {
+            let again = send(sinks.http(), new.as_ref(), batch, sent_before).await;
+            return (again, new);
+        }
+    }
+    (attempt, sink)
 }
 
 /// Send one request and classify its answer with the sink's rules.
@@ -455,7 +476,7 @@ pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)>
     };
     let mut out = Vec::new();
     for sink in sinks.iter() {
-        let a = send(sinks.http(), sink, &batch, false).await;
+        let (a, sink) = send_rotating(sinks, sink, &batch, false).await;
         let status = a.status.map(|s| format!("HTTP {s}"));
         let result = match &a.outcome {
             Outcome::Delivered { remote_id } => Ok(match remote_id {

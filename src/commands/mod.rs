@@ -76,6 +76,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         },
         (Some(c), false) => c,
     };
+    crate::secrets::set_identity(cli.managed_identity.clone());
     let events_on_stderr = matches!(command, Command::Run);
     let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr)?;
     match command {

@@ -476,8 +476,16 @@ impl Daemon {
     /// SIGHUP: reload the config; on error keep the running one (one error line).
     async fn reload_config(&mut self) {
         sdnotify::reloading();
-        let loaded = reload::load(&self.config_path, self.config_explicit, &self.flags)
-            .map_err(|e| e.to_string())
+        // Off the main loop: the secret stores may take a while to answer.
+        let (path, explicit, flags) = (
+            self.config_path.clone(),
+            self.config_explicit,
+            self.flags.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || reload::load(&path, explicit, &flags))
+            .await
+            .map_err(|e| format!("the reload task failed: {e}"))
+            .and_then(|r| r)
             .and_then(|(cfg, policy, sinks)| {
                 let pipeline = self
                     .pipeline(&cfg, &policy, sinks.names())
