@@ -54,7 +54,7 @@ make_debs() {
 
 # fresh_root: an empty dpkg database with version 1.0 of every package installed.
 fresh_root() {
-    rm -rf "$work/root" "$work/state"
+    rm -rf "$work/root" "${STATE:-$work/state}"
     mkdir -p "$work/root/var/lib/dpkg/info" "$work/root/var/lib/dpkg/updates" "$work/root/var/log"
     : > "$work/root/var/lib/dpkg/status"
     : > "$work/root/var/lib/dpkg/available"
@@ -71,7 +71,7 @@ upgrade() { # prints the wall seconds of one dpkg -i of every 2.0 package
 
 cat > "$work/fimd.toml" <<EOF
 [daemon]
-database = "$work/state/fimd.db"
+database = "${STATE:-$work/state}/fimd.db"
 debounce = "${DEBOUNCE:-200ms}"
 rescan_interval = "1h"
 

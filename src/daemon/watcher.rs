@@ -467,36 +467,19 @@ struct Reader {
 
 impl Reader {
     fn send(&self, msg: WatchMsg) {
-        match self.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.overflow.store(true, Ordering::SeqCst),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        send(&self.tx, &self.overflow, msg);
     }
 
     fn run(mut self, stop: OwnedFd) {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let (ready, stopped) = {
-                let ino = self.inotify.as_fd();
-                let mut fds = [
-                    PollFd::new(&ino, PollFlags::IN),
-                    PollFd::new(&stop, PollFlags::IN),
-                ];
-                match poll(&mut fds, None) {
-                    Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => {
-                        self.send(WatchMsg::Error(format!("inotify poll failed: {e}")));
-                        return;
-                    }
+            match wait_readable(self.inotify.as_fd(), &stop) {
+                Ok(true) if !self.tx.is_closed() => {}
+                Ok(_) => return,
+                Err(e) => {
+                    self.send(WatchMsg::Error(format!("inotify poll failed: {e}")));
+                    return;
                 }
-            };
-            if stopped || self.tx.is_closed() {
-                return;
-            }
-            if !ready {
-                continue;
             }
             let raw: Vec<(WatchDescriptor, EventMask, Option<PathBuf>)> =
                 match self.inotify.read_events(&mut buf) {
@@ -606,11 +589,7 @@ struct FanReader {
 
 impl FanReader {
     fn send(&self, msg: WatchMsg) {
-        match self.tx.try_send(msg) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => self.overflow.store(true, Ordering::SeqCst),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        send(&self.tx, &self.overflow, msg);
     }
 
     fn run(self, stop: OwnedFd) {
@@ -622,25 +601,13 @@ impl FanReader {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let (ready, stopped) = {
-                let mut fds = [
-                    PollFd::new(&fd, PollFlags::IN),
-                    PollFd::new(&stop, PollFlags::IN),
-                ];
-                match poll(&mut fds, None) {
-                    Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(e) => {
-                        self.send(WatchMsg::Error(format!("fanotify poll failed: {e}")));
-                        return;
-                    }
+            match wait_readable(fd, &stop) {
+                Ok(true) if !self.tx.is_closed() => {}
+                Ok(_) => return,
+                Err(e) => {
+                    self.send(WatchMsg::Error(format!("fanotify poll failed: {e}")));
+                    return;
                 }
-            };
-            if stopped || self.tx.is_closed() {
-                return;
-            }
-            if !ready {
-                continue;
             }
             let events = match self.fan.lock() {
                 Ok(mut f) => f.read(&mut buf),
@@ -744,6 +711,32 @@ impl FanReader {
                 anchors,
                 actors,
             });
+        }
+    }
+}
+
+/// Hand a message to the daemon without ever blocking: when its channel is full, set the
+/// overflow flag instead (the daemon turns it into a full rescan).
+fn send(tx: &mpsc::Sender<WatchMsg>, overflow: &AtomicBool, msg: WatchMsg) {
+    match tx.try_send(msg) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => overflow.store(true, Ordering::SeqCst),
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Wait until `fd` has events (true) or `stop` was written (false).
+fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, stop: &OwnedFd) -> rustix::io::Result<bool> {
+    loop {
+        let mut fds = [
+            PollFd::new(&fd, PollFlags::IN),
+            PollFd::new(stop, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) if !fds[1].revents().is_empty() => return Ok(false),
+            Ok(_) if !fds[0].revents().is_empty() => return Ok(true),
+            Ok(_) | Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
         }
     }
 }
