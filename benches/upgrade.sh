@@ -73,6 +73,7 @@ cat > "$work/fimd.toml" <<EOF
 [daemon]
 database = "${STATE:-$work/state}/fimd.db"
 debounce = "${DEBOUNCE:-200ms}"
+whodata = "${WHODATA:-auto}"
 rescan_interval = "1h"
 
 [[watch]]
