@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod explain;
+pub mod fleet;
 pub mod logging;
 pub mod mac;
 pub mod packages;

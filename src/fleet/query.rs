@@ -1,0 +1,1 @@
+//! `fimd fleet events|hosts|prevalence|gaps`: the reader side.
