@@ -12,7 +12,8 @@
 #
 # Exports FIMD_TEST_PG_URL (superuser), FIMD_TEST_PG_ADMIN_PASSWORD, FIMD_TEST_NATS_URL,
 # FIMD_TEST_NATS_DIR, FIMD_TEST_PG_DIR and the helpers fleet_pg_stop/fleet_pg_start,
-# fleet_nats_stop/fleet_nats_start (the simulation stops and restarts them).
+# fleet_nats_stop/fleet_nats_start (tests stop and restart them through
+# `FLEET_FUNCTIONS_ONLY=1 . tests/fleet-servers.sh`, which defines the functions only).
 
 FLEET_PG_BIN=${FLEET_PG_BIN:-/usr/lib/postgresql/15/bin}
 FLEET_PG_PORT=${FLEET_PG_PORT:-5433}
@@ -80,8 +81,9 @@ fleet_servers_start() {
         echo "  users = ["
         echo "    { user: admin, password: fleet-admin-pw }"
         local h
-        for h in web-1 web-2 $(seq -f 'sim-%03g' 0 199); do
-            echo "    { user: $h, password: \"pw-$h\", permissions: { publish: { allow: [\"fim.v1.events.$h.>\", \"fim.v1.hb.$h\"] }, subscribe: { allow: [\"_INBOX.>\"] } } }"
+        for h in testhost web-1 web-2 $(seq -f 'sim-%03g' 0 199); do
+            # t.<test>.*: each test's own stream (tests run in parallel).
+            echo "    { user: $h, password: \"pw-$h\", permissions: { publish: { allow: [\"fim.v1.events.$h.>\", \"fim.v1.hb.$h\", \"t.*.events.$h.>\", \"t.*.hb.$h\"] }, subscribe: { allow: [\"_INBOX.>\"] } } }"
         done
         echo "  ]"
         echo "}"
@@ -93,6 +95,8 @@ fleet_servers_start() {
     export FIMD_TEST_NATS_URL="nats://127.0.0.1:$FLEET_NATS_PORT"
     export FIMD_TEST_NATS_DIR="$FLEET_DIR/nats"
     export FIMD_TEST_PG_DIR="$FLEET_DIR/pg"
+    export FIMD_TEST_NATS_ADMIN_PASSWORD=fleet-admin-pw
+    export FIMD_TEST_FLEET_DIR="$FLEET_DIR"
     echo "fleet servers: PostgreSQL 127.0.0.1:$FLEET_PG_PORT, NATS 127.0.0.1:$FLEET_NATS_PORT ($FLEET_DIR)"
 }
 
@@ -103,6 +107,6 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         stop) fleet_servers_stop ;;
         *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
     esac
-else
+elif [ -z "${FLEET_FUNCTIONS_ONLY:-}" ]; then
     fleet_servers_start
 fi

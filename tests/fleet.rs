@@ -1,0 +1,546 @@
+//! The fleet sinks and queries against real servers on 127.0.0.1: PostgreSQL 15 and
+//! nats-server with JetStream, started by `tests/fleet-servers.sh` (CI sources it and sets
+//! FIMD_REQUIRE_FLEET=1, so these tests fail there instead of skipping). Locally, as root:
+//!
+//!     source tests/fleet-servers.sh && FIMD_REQUIRE_FLEET=1 cargo test --test fleet
+//!
+//! Every test has its own PostgreSQL database and JetStream stream (subjects `t.<test>.>`);
+//! the tests that stop a server hold [`LOCK`], so they run one at a time.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// The password of the `testhost` role and NATS user in tests: a marker that must never show
+/// up in output, logs or the outbox.
+const HOST_PW: &str = "pw-testhost";
+const PG_MARKER_PW: &str = "PGPW-MARKER-7d1e";
+
+struct Servers {
+    pg_admin: String,
+    pg_hostport: String,
+    nats: String,
+    nats_admin_pw: String,
+    dir: String,
+}
+
+fn servers() -> Option<Servers> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let found = (|| {
+        let pg_admin = get("FIMD_TEST_PG_URL")?;
+        let url = reqwest::Url::parse(&pg_admin).ok()?;
+        Some(Servers {
+            pg_hostport: format!("{}:{}", url.host_str()?, url.port().unwrap_or(5432)),
+            pg_admin,
+            nats: get("FIMD_TEST_NATS_URL")?,
+            nats_admin_pw: get("FIMD_TEST_NATS_ADMIN_PASSWORD")?,
+            dir: get("FIMD_TEST_FLEET_DIR")?,
+        })
+    })();
+    can_run(
+        found.is_some() && is_root(),
+        "FIMD_REQUIRE_FLEET",
+        "no fleet servers (as root: source tests/fleet-servers.sh)",
+    )
+    .then_some(found)
+    .flatten()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Run one of tests/fleet-servers.sh's functions (stop or start a server).
+fn server_ctl(s: &Servers, function: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet-servers.sh");
+    let st = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("FLEET_FUNCTIONS_ONLY=1 . {script} && {function}"))
+        .env("FLEET_DIR", &s.dir)
+        .status()
+        .expect("bash");
+    assert!(st.success(), "{function} failed");
+}
+
+impl Servers {
+    fn pg_url(&self, db: &str, user: &str, pw: &str) -> String {
+        format!("postgres://{user}:{pw}@{}/{db}", self.pg_hostport)
+    }
+
+    async fn admin(&self, db: &str) -> PgPool {
+        let url = self
+            .pg_admin
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or_default();
+        PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&format!("{url}/{db}"))
+            .await
+            .expect("admin connection")
+    }
+
+    /// A fresh database `db` with the schema `fimd fleet schema` prints, the host roles
+    /// `testhost` (password [`PG_MARKER_PW`]) and `web-2`, and the reader `alice`.
+    async fn fresh_db(&self, db: &str) -> PgPool {
+        let pg = self.admin("postgres").await;
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+            format!("CREATE DATABASE {db}"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&pg)
+                .await
+                .expect("create database");
+        }
+        pg.close().await;
+        let admin = self.admin(db).await;
+        let schema = fimd()
+            .args(["fleet", "schema"])
+            .output()
+            .expect("fleet schema");
+        assert!(schema.status.success());
+        sqlx::raw_sql(AssertSqlSafe(
+            String::from_utf8(schema.stdout).expect("utf8"),
+        ))
+        .execute(&admin)
+        .await
+        .expect("apply the schema");
+        for (role, group, pw) in [
+            ("testhost", "fim_agent", PG_MARKER_PW),
+            ("\"web-2\"", "fim_agent", "pw-web-2"),
+            ("alice", "fim_reader", "pw-alice"),
+        ] {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DO $$ BEGIN CREATE ROLE {role} LOGIN PASSWORD '{pw}'; \
+                 EXCEPTION WHEN duplicate_object THEN NULL; END $$; GRANT {group} TO {role};"
+            )))
+            .execute(&admin)
+            .await
+            .expect("create role");
+        }
+        admin
+    }
+
+    async fn nats_admin(&self) -> async_nats::jetstream::Context {
+        let c = async_nats::ConnectOptions::with_user_and_password(
+            "admin".into(),
+            self.nats_admin_pw.clone(),
+        )
+        .connect(self.nats.as_str())
+        .await
+        .expect("nats admin");
+        async_nats::jetstream::new(c)
+    }
+
+    /// A fresh stream `name` on `t.<name>.>`, with deny_delete and deny_purge.
+    async fn fresh_stream(&self, name: &str) -> async_nats::jetstream::Context {
+        let js = self.nats_admin().await;
+        let _ = js.delete_stream(name).await;
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![format!("t.{name}.>")],
+            duplicate_window: Duration::from_secs(120),
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+        js
+    }
+}
+
+/// The stream's messages: (subject, Nats-Msg-Id, JSON payload).
+async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> Vec<(String, String, serde_json::Value)> {
+    let mut stream = js.get_stream(name).await.expect("stream");
+    let info = stream.info().await.expect("info").clone();
+    let mut out = Vec::new();
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        if info.state.messages == 0 {
+            break;
+        }
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let id = m
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null);
+        out.push((m.subject.to_string(), id, body));
+    }
+    out
+}
+
+async fn pg_counts(admin: &PgPool) -> (i64, i64) {
+    let r = sqlx::query("SELECT count(*), count(DISTINCT uid) FROM fim_event")
+        .fetch_one(admin)
+        .await
+        .expect("count");
+    (r.get(0), r.get(1))
+}
+
+/// Make every outbox row of `sink` pending again, as after a killed fimd or a lost answer
+/// (the server has the rows; fimd did not record the delivery).
+fn forget_delivery(t: &TempTree, sink: &str) {
+    let st = std::process::Command::new("sqlite3")
+        .arg(&t.db)
+        .arg(format!(
+            "UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_ns = 0, delivered_ns = NULL WHERE sink = '{sink}'; \
+             DELETE FROM alert_sinks;"
+        ))
+        .status()
+        .expect("sqlite3");
+    assert!(st.success());
+}
+
+fn outbox_states(t: &TempTree, sink: &str) -> String {
+    let o = std::process::Command::new("sqlite3")
+        .arg(&t.db)
+        .arg(format!(
+            "SELECT state || ' ' || count(*) || ' ' || COALESCE(max(last_error), '') FROM outbox WHERE sink = '{sink}' GROUP BY state"
+        ))
+        .output()
+        .expect("sqlite3");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn local_uids(t: &TempTree, env: (&str, &str)) -> HashSet<String> {
+    let r = Run::from(
+        t.cmd()
+            .env(env.0, env.1)
+            .args(["events", "--json"])
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.json_lines()
+        .iter()
+        .filter_map(|e| e["uid"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn pg_config(s: &Servers, db: &str) -> String {
+    format!(
+        "[notify]\nbatch_window = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+         [notify.postgres]\nurl = \"postgres://testhost@{}/{db}\"\npassword = \"${{env:FIMD_T_PGPW}}\"\n",
+        s.pg_hostport
+    )
+}
+
+#[test]
+fn postgres_roles_append_only_and_own_host_only() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    rt().block_on(async {
+        let _admin = s.fresh_db("fleet_roles").await;
+        let host = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&s.pg_url("fleet_roles", "testhost", PG_MARKER_PW))
+            .await
+            .expect("host login");
+        let insert = |h: &'static str, seq: i64| {
+            format!(
+                "INSERT INTO fim_event (host, instance, seq, uid, time, event, path, severity, body) \
+                 VALUES ('{h}', 'i1', {seq}, 'i1:{seq}', now(), 'modified', '/etc/x', 'medium', '{{}}') ON CONFLICT DO NOTHING"
+            )
+        };
+        let n = sqlx::query(AssertSqlSafe(insert("testhost", 1)))
+            .execute(&host)
+            .await
+            .expect("own row");
+        assert_eq!(n.rows_affected(), 1);
+        let n = sqlx::query(AssertSqlSafe(insert("testhost", 1)))
+            .execute(&host)
+            .await
+            .expect("a repeat is not an error");
+        assert_eq!(n.rows_affected(), 0, "a repeat adds no row");
+        for (what, sql) in [
+            ("another host's row", insert("web-2", 2)),
+            ("update", "UPDATE fim_event SET path = '/x'".to_string()),
+            ("delete", "DELETE FROM fim_event".to_string()),
+            ("truncate", "TRUNCATE fim_event".to_string()),
+            ("select", "SELECT * FROM fim_event".to_string()),
+            ("heartbeat update", "UPDATE fim_heartbeat SET version = 'x'".to_string()),
+        ] {
+            let e = sqlx::query(AssertSqlSafe(sql))
+                .execute(&host)
+                .await
+                .expect_err(what);
+            let code = e
+                .as_database_error()
+                .and_then(|d| d.code().map(|c| c.to_string()));
+            assert_eq!(code.as_deref(), Some("42501"), "{what}: {e}");
+        }
+        let reader = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&s.pg_url("fleet_roles", "alice", "pw-alice"))
+            .await
+            .expect("reader login");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM fim_event")
+            .fetch_one(&reader)
+            .await
+            .expect("reader reads");
+        assert_eq!(rows, 1);
+        assert!(sqlx::query(AssertSqlSafe(insert("alice", 3)))
+            .execute(&reader)
+            .await
+            .is_err());
+    });
+}
+
+#[test]
+fn postgres_exactly_once_through_outage_restart_and_lost_acks() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let admin = rt.block_on(s.fresh_db("fleet_once"));
+    let t = TempTree::new("", &pg_config(&s, "fleet_once"));
+    let run = |args: &[&str]| {
+        Run::from(
+            t.cmd()
+                .env("FIMD_T_PGPW", PG_MARKER_PW)
+                .args(args)
+                .output()
+                .expect("run"),
+        )
+    };
+    t.write("a.conf", "1\n");
+    t.write("b.conf", "1\n");
+    assert_eq!(run(&["init"]).code, 0);
+
+    // 1. Delivered by `check`: one row per event, keyed and complete.
+    t.write("a.conf", "2\n");
+    t.write("c.conf", "new\n");
+    let r = run(&["check"]);
+    assert!(r.code > 0 && r.code < 8, "{}", r.stderr);
+    assert!(
+        outbox_states(&t, "postgres").starts_with("delivered 2"),
+        "{}",
+        outbox_states(&t, "postgres")
+    );
+    let (rows, distinct) = rt.block_on(pg_counts(&admin));
+    assert_eq!((rows, distinct), (2, 2));
+    let row = rt
+        .block_on(
+            sqlx::query("SELECT host, uid, body->>'path', sha256, instance || ':' || seq FROM fim_event WHERE event = 'modified'")
+                .fetch_one(&admin),
+        )
+        .expect("modified row");
+    assert_eq!(row.get::<String, _>(0), "testhost");
+    assert_eq!(row.get::<String, _>(1), row.get::<String, _>(4));
+    assert_eq!(
+        row.get::<String, _>(2),
+        t.path("a.conf").display().to_string()
+    );
+    assert_eq!(row.get::<Option<String>, _>(3).map(|h| h.len()), Some(64));
+
+    // 2. The server is down: the rows wait in the outbox (no secret in the error), then go
+    //    once it is back.
+    server_ctl(&s, "fleet_pg_stop");
+    t.write("b.conf", "2\n");
+    std::fs::remove_file(t.path("c.conf")).expect("rm");
+    let r = run(&["check"]);
+    server_ctl(&s, "fleet_pg_start");
+    assert!(r.code > 0 && r.code < 8, "{}", r.stderr);
+    let states = outbox_states(&t, "postgres");
+    assert!(states.contains("pending 2"), "{states}");
+    assert!(
+        !states.contains(PG_MARKER_PW) && !r.stderr.contains(PG_MARKER_PW),
+        "{states} {}",
+        r.stderr
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            run(&["check"]);
+            outbox_states(&t, "postgres").trim() == "delivered 4"
+        }),
+        "{}",
+        outbox_states(&t, "postgres")
+    );
+    assert_eq!(rt.block_on(pg_counts(&admin)), (4, 4));
+
+    // 3. A killed fimd / a commit whose answer was lost: every row is pending again and is
+    //    sent again; PostgreSQL keeps exactly one row per event.
+    forget_delivery(&t, "postgres");
+    let r = run(&["check"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(outbox_states(&t, "postgres").trim(), "delivered 4");
+    assert_eq!(rt.block_on(pg_counts(&admin)), (4, 4));
+    let stored: HashSet<String> = rt
+        .block_on(sqlx::query_scalar::<_, String>("SELECT uid FROM fim_event").fetch_all(&admin))
+        .expect("uids")
+        .into_iter()
+        .collect();
+    assert_eq!(stored, local_uids(&t, ("FIMD_T_PGPW", PG_MARKER_PW)));
+    assert!(!contains(&all_bytes_under(t.dir.path()), PG_MARKER_PW));
+}
+
+#[test]
+fn postgres_refusal_parks_with_the_reason() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let _admin = rt.block_on(s.fresh_db("fleet_refused"));
+    // web-2's login writing rows for host "testhost": row-level security refuses them.
+    let cfg = format!(
+        "[notify.postgres]\nurl = \"{}\"\n",
+        s.pg_url("fleet_refused", "web-2", "pw-web-2")
+    );
+    let t = TempTree::new("", &cfg);
+    t.write("a.conf", "1\n");
+    t.init();
+    t.write("a.conf", "2\n");
+    let r = t.run(&["check"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let states = outbox_states(&t, "postgres");
+    assert!(states.starts_with("parked 1"), "{states}");
+    assert!(
+        states.contains("row-level security") || states.contains("42501"),
+        "{states}"
+    );
+    assert!(
+        !states.contains("pw-web-2") && !r.stderr.contains("pw-web-2"),
+        "{states}"
+    );
+}
+
+fn nats_config(s: &Servers, stream: &str, user: &str) -> String {
+    format!(
+        "[notify]\nbatch_window = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"1s\"\n\
+         [notify.nats]\nurl = \"{}\"\nuser = \"{user}\"\npassword = \"${{env:FIMD_T_NATSPW}}\"\nsubject_prefix = \"t.{stream}\"\n",
+        s.nats
+    )
+}
+
+#[test]
+fn nats_exactly_once_with_msg_id_through_outage_and_lost_acks() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let js = rt.block_on(s.fresh_stream("once"));
+    let t = TempTree::new("", &nats_config(&s, "once", "testhost"));
+    let run = |args: &[&str]| {
+        Run::from(
+            t.cmd()
+                .env("FIMD_T_NATSPW", HOST_PW)
+                .args(args)
+                .output()
+                .expect("run"),
+        )
+    };
+    t.write("a.conf", "1\n");
+    assert_eq!(run(&["init"]).code, 0);
+    t.write("a.conf", "2\n");
+    t.write("b.conf", "new\n");
+    let r = run(&["check"]);
+    assert!(r.code > 0 && r.code < 8, "{}", r.stderr);
+    assert_eq!(
+        outbox_states(&t, "nats").trim(),
+        "delivered 2",
+        "{}",
+        r.stderr
+    );
+    let msgs = rt.block_on(stream_messages(&js, "once"));
+    assert_eq!(msgs.len(), 2);
+    for (subject, id, body) in &msgs {
+        assert_eq!(body["uid"].as_str(), Some(id.as_str()));
+        assert_eq!(
+            subject,
+            &format!(
+                "t.once.events.testhost.{}",
+                body["event"].as_str().unwrap_or("?")
+            )
+        );
+    }
+
+    // Down, then back: delivered once.
+    server_ctl(&s, "fleet_nats_stop");
+    t.write("a.conf", "3\n");
+    let r = run(&["check"]);
+    server_ctl(&s, "fleet_nats_start");
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        outbox_states(&t, "nats").contains("pending 1"),
+        "{}",
+        outbox_states(&t, "nats")
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            run(&["check"]);
+            outbox_states(&t, "nats").trim() == "delivered 3"
+        }),
+        "{}",
+        outbox_states(&t, "nats")
+    );
+
+    // Acks lost / fimd killed after publishing: sent again, stored once (duplicate window).
+    forget_delivery(&t, "nats");
+    let r = run(&["check"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(outbox_states(&t, "nats").trim(), "delivered 3");
+    let msgs = rt.block_on(stream_messages(&js, "once"));
+    let ids: HashSet<&str> = msgs.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    assert_eq!(ids.len(), 3);
+    let local = local_uids(&t, ("FIMD_T_NATSPW", HOST_PW));
+    assert_eq!(
+        ids,
+        local.iter().map(String::as_str).collect::<HashSet<_>>()
+    );
+
+    // The stream refuses deletion, even to the admin.
+    let stream = rt.block_on(js.get_stream("once")).expect("stream");
+    assert!(
+        rt.block_on(stream.delete_message(1)).is_err(),
+        "deny_delete"
+    );
+    assert!(!contains(&all_bytes_under(t.dir.path()), HOST_PW));
+}
+
+#[test]
+fn nats_subject_refused_is_a_clear_error_not_a_timeout() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let js = rt.block_on(s.fresh_stream("denied"));
+    // web-2 may publish only under its own host token; this host is "testhost".
+    let t = TempTree::new("", &nats_config(&s, "denied", "web-2"));
+    let run = |args: &[&str]| {
+        Run::from(
+            t.cmd()
+                .env("FIMD_T_NATSPW", "pw-web-2")
+                .args(args)
+                .output()
+                .expect("run"),
+        )
+    };
+    t.write("a.conf", "1\n");
+    assert_eq!(run(&["init"]).code, 0);
+    t.write("a.conf", "2\n");
+    let r = run(&["check"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let states = outbox_states(&t, "nats");
+    assert!(states.starts_with("parked 1"), "{states}");
+    assert!(states.contains("publish permissions"), "{states}");
+    assert!(states.contains("t.denied.events.testhost"), "{states}");
+    assert!(!states.contains("pw-web-2"), "{states}");
+    assert_eq!(rt.block_on(stream_messages(&js, "denied")).len(), 0);
+}
