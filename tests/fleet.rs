@@ -544,3 +544,206 @@ fn nats_subject_refused_is_a_clear_error_not_a_timeout() {
     assert!(!states.contains("pw-web-2"), "{states}");
     assert_eq!(rt.block_on(stream_messages(&js, "denied")).len(), 0);
 }
+
+/// Kills the daemon it holds when dropped (a failed assertion must not leave it running).
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn daemon_heartbeats_and_fleet_queries() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let admin = rt.block_on(s.fresh_db("fleet_hb"));
+    let js = rt.block_on(s.fresh_stream("hb"));
+    let cfg = format!(
+        "{}[notify.nats]\nurl = \"{}\"\nuser = \"testhost\"\npassword = \"{HOST_PW}\"\nsubject_prefix = \"t.hb\"\n",
+        pg_config(&s, "fleet_hb"),
+        s.nats
+    );
+    let t = TempTree::new("", &cfg);
+    t.write("etc/sudoers", "root ALL=(ALL) ALL\n");
+    let r = Run::from(
+        t.cmd()
+            .env("FIMD_T_PGPW", PG_MARKER_PW)
+            .arg("init")
+            .output()
+            .expect("init"),
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = t.dir.path().join("daemon.log");
+    let _daemon = Running(
+        t.cmd()
+            .env("FIMD_T_PGPW", PG_MARKER_PW)
+            .arg("run")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("fimd run"),
+    );
+    let count = |sql: &'static str| {
+        rt.block_on(sqlx::query_scalar::<_, i64>(sql).fetch_one(&admin))
+            .unwrap_or(-1)
+    };
+    // The first heartbeat goes out when the worker starts.
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            "SELECT count(*) FROM fim_heartbeat"
+        ) >= 1),
+        "no heartbeat: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let hb = rt
+        .block_on(
+            sqlx::query("SELECT host, instance, version, baseline_size, outbox_backlog FROM fim_host_latest")
+                .fetch_one(&admin),
+        )
+        .expect("heartbeat row");
+    assert_eq!(hb.get::<String, _>(0), "testhost");
+    assert_eq!(hb.get::<String, _>(2), env!("CARGO_PKG_VERSION"));
+    assert!(hb.get::<i64, _>(3) >= 2, "baseline size");
+    let hb_msgs = rt.block_on(stream_messages(&js, "hb"));
+    assert!(
+        hb_msgs
+            .iter()
+            .any(|(subj, _, body)| subj == "t.hb.hb.testhost"
+                && body["instance"].as_str() == Some(hb.get::<String, _>(1).as_str())),
+        "{hb_msgs:?}"
+    );
+
+    // A change reaches both sinks while the daemon runs.
+    t.write(
+        "etc/sudoers",
+        "root ALL=(ALL) ALL\nmallory ALL=(ALL) NOPASSWD: ALL\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            "SELECT count(*) FROM fim_event"
+        ) >= 1),
+        "no event row: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(wait_until(Duration::from_secs(30), || {
+        rt.block_on(stream_messages(&js, "hb"))
+            .iter()
+            .any(|(subj, _, _)| subj.starts_with("t.hb.events.testhost."))
+    }));
+
+    // Other hosts (written as the admin): web-a and web-b share a sudoers hash, web-c differs
+    // and skipped ids 3..4; web-d's sudoers was removed.
+    let sudoers = t.path("etc/sudoers").display().to_string();
+    let mut sql = String::new();
+    for (h, seq, ev, sha) in [
+        ("web-a", 1, "modified", "aaaa"),
+        ("web-b", 1, "modified", "aaaa"),
+        ("web-c", 1, "modified", "cccc"),
+        ("web-c", 2, "modified", "cccc"),
+        ("web-c", 5, "modified", "cccc"),
+        ("web-d", 1, "modified", "aaaa"),
+        ("web-d", 2, "removed", ""),
+    ] {
+        sql += &format!(
+            "INSERT INTO fim_event (host, instance, seq, uid, time, event, path, severity, sha256, body) \
+             VALUES ('{h}', 'i-{h}', {seq}, 'i-{h}:{seq}', now() - interval '1 minute' * (10 - {seq}), '{ev}', '{sudoers}', 'high', NULLIF('{sha}', ''), \
+             jsonb_build_object('uid', 'i-{h}:{seq}', 'host', '{h}'));\n"
+        );
+    }
+    sql += "INSERT INTO fim_heartbeat (host, instance, time, version, last_event_id, baseline_size, outbox_backlog) \
+            VALUES ('web-c', 'i-web-c', now() - interval '1 hour', '0.0.9', 5, 10, 0);";
+    rt.block_on(sqlx::raw_sql(AssertSqlSafe(sql)).execute(&admin))
+        .expect("other hosts");
+
+    let reader = s.pg_url("fleet_hb", "alice", "pw-alice");
+    let fleet = |args: &[&str]| {
+        let r = Run::from(
+            fimd()
+                .arg("fleet")
+                .args(args)
+                .args(["--url", &reader, "--json"])
+                .output()
+                .expect("fimd fleet"),
+        );
+        assert_eq!(r.code, 0, "fleet {args:?}: {}", r.stderr);
+        r.json_lines()
+    };
+    let events = fleet(&["events", "--path", "**/etc/sudoers*", "--since", "1h"]);
+    assert_eq!(events.len(), 8, "{events:?}");
+    let ours = fleet(&["events", "--host", "testhost", "--severity", "info"]);
+    assert!(ours.iter().all(|e| e["host"] == "testhost") && !ours.is_empty());
+    assert_eq!(
+        fleet(&["events", "--host", "web-c", "--limit", "1"])[0]["uid"],
+        "i-web-c:5"
+    );
+
+    let prevalence = fleet(&["prevalence", &sudoers]);
+    assert_eq!(prevalence[0]["sha256"], "aaaa", "{prevalence:?}");
+    assert_eq!(prevalence[0]["hosts"], 2);
+    assert_eq!(
+        prevalence[0]["host_names"],
+        serde_json::json!(["web-a", "web-b"])
+    );
+    assert!(prevalence
+        .iter()
+        .any(|p| p["hosts"] == 1 && p["host_names"][0] == "testhost"));
+    assert!(prevalence.iter().any(|p| p["sha256"] == "cccc"));
+    assert!(!prevalence
+        .iter()
+        .any(|p| p["host_names"].to_string().contains("web-d")));
+
+    let gaps = fleet(&["gaps"]);
+    assert_eq!(gaps.len(), 1, "{gaps:?}");
+    assert_eq!(
+        (
+            gaps[0]["host"].as_str(),
+            gaps[0]["first_missing"].as_i64(),
+            gaps[0]["last_missing"].as_i64()
+        ),
+        (Some("web-c"), Some(3), Some(4))
+    );
+
+    let hosts = fleet(&["hosts", "--silent", "15m"]);
+    let web_c = hosts.iter().find(|h| h["host"] == "web-c").expect("web-c");
+    assert!(web_c["problems"].to_string().contains("silent"), "{web_c}");
+    let me = hosts
+        .iter()
+        .find(|h| h["host"] == "testhost")
+        .expect("testhost");
+    assert!(!me["problems"].to_string().contains("silent"), "{me}");
+
+    // Text output names the hosts; a bad password is one line without the password.
+    let text = Run::from(
+        fimd()
+            .args(["fleet", "hosts", "--url", &reader])
+            .output()
+            .expect("run"),
+    );
+    assert!(
+        text.stdout.contains("web-c") && text.stdout.contains("silent"),
+        "{}",
+        text.stdout
+    );
+    let bad = s.pg_url("fleet_hb", "alice", "WRONG-MARKER-PW");
+    let r = Run::from(
+        fimd()
+            .args(["fleet", "gaps", "--url", &bad])
+            .output()
+            .expect("run"),
+    );
+    assert_eq!(r.code, 18, "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("WRONG-MARKER-PW") && r.stderr.contains("127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+    assert!(!contains(
+        &std::fs::read(&log).unwrap_or_default(),
+        PG_MARKER_PW
+    ));
+}
