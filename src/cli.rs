@@ -118,6 +118,9 @@ pub enum Command {
         /// Only events of this severity and above (critical, high, medium, low, info).
         #[arg(long, value_name = "LEVEL")]
         severity: Option<String>,
+        /// One event per line as json, ocsf (OCSF 1.x), ecs (Elastic) or cef (ArcSight).
+        #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+        format: Option<String>,
     },
     /// Check the tamper evidence: every baseline row's MAC and the chain of events. Exit 0
     /// intact, 4 tampered (each bad row named).

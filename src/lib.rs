@@ -16,6 +16,7 @@ pub mod diff;
 pub mod event;
 pub mod explain;
 pub mod fleet;
+pub mod format;
 pub mod logging;
 pub mod mac;
 pub mod packages;

@@ -747,3 +747,45 @@ fn daemon_heartbeats_and_fleet_queries() {
         PG_MARKER_PW
     ));
 }
+
+#[test]
+fn events_and_webhook_speak_ocsf_ecs_cef() {
+    let (url, seen) = mock_http(vec![]);
+    let t = TempTree::new(
+        "",
+        &format!("[notify.webhook]\nurl = \"{url}/hook\"\nformat = \"ocsf\"\n"),
+    );
+    t.write("a.conf", "1\n");
+    t.init();
+    t.write("a.conf", "2\n");
+    let r = t.run(&["check"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    let hook = seen.recv_timeout(Duration::from_secs(10)).expect("webhook");
+    let body: serde_json::Value = serde_json::from_str(&hook.body).expect("json");
+    assert_eq!(body["host"], "testhost");
+    let e = &body["events"][0];
+    assert_eq!(
+        (e["class_uid"].as_i64(), e["activity_id"].as_i64()),
+        (Some(1001), Some(3))
+    );
+    let uid = e["metadata"]["uid"].as_str().expect("uid").to_string();
+
+    let ocsf = t.run(&["events", "--format", "ocsf"]).json_lines();
+    assert_eq!(ocsf[0]["metadata"]["uid"].as_str(), Some(uid.as_str()));
+    assert_eq!(
+        ocsf[0]["file_result"]["path"],
+        t.path("a.conf").display().to_string()
+    );
+    let ecs = t.run(&["events", "--format", "ecs"]).json_lines();
+    assert_eq!(ecs[0]["event"]["action"], "updated");
+    assert_eq!(ecs[0]["event"]["id"].as_str(), Some(uid.as_str()));
+    let cef = t.run(&["events", "--format", "cef"]);
+    assert!(cef.stdout.starts_with("CEF:0|fimd|fimd|"), "{}", cef.stdout);
+    assert!(
+        cef.stdout.contains(&format!("externalId={uid}")),
+        "{}",
+        cef.stdout
+    );
+    let bad = t.run(&["events", "--format", "xml"]);
+    assert_eq!(bad.code, 15, "{}", bad.stderr);
+}

@@ -92,7 +92,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
             path,
             limit,
             severity,
-        } => history::events(&ctx, json, since, path, limit, severity).await,
+            format,
+        } => history::events(&ctx, json, since, path, limit, severity, format).await,
         Command::Diff { id } => history::diff(&ctx, id).await,
         Command::Status { json } => history::status(&ctx, json).await,
         Command::Verify {

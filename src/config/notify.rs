@@ -320,6 +320,9 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// Each element of `events` as `json` (fimd's own), `ocsf` or `ecs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::format::Format>,
     /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<Severity>,
