@@ -414,6 +414,13 @@ pub async fn flush(
         tokio::time::sleep(wait).await;
     }
     let still_pending = outbox::pending(pool, &names).await?;
+    // Hosts that run `fimd check` from a timer (no daemon) report a heartbeat too, or the
+    // fleet would list them as silent.
+    if sinks.iter().any(|s| crate::fleet::is_fleet_sink(s.name())) {
+        if let Err(e) = send_heartbeats(pool, sinks).await {
+            tracing::warn!(error = %e, "cannot collect the fleet heartbeat");
+        }
+    }
     Ok(FlushReport {
         done,
         still_pending,
