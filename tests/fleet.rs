@@ -1085,3 +1085,69 @@ fn fleet_simulation() {
         total + (hosts * batch_events) as i64
     );
 }
+
+/// `events --format ocsf` validates against the OCSF schema of its version, as the
+/// `ocsf-json-schema` package (PyPI) generates it: tests/ocsf_validate.py, run with
+/// FIMD_OCSF_PYTHON (a Python with `ocsf-json-schema` and `jsonschema`; .ci/run makes one).
+#[test]
+fn ocsf_output_validates_against_the_ocsf_schema() {
+    let python = std::env::var("FIMD_OCSF_PYTHON").unwrap_or_else(|_| "python3".into());
+    let usable = std::process::Command::new(&python)
+        .args(["-c", "import ocsf_json_schema, jsonschema"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !can_run(
+        usable,
+        "FIMD_REQUIRE_OCSF",
+        "no Python with ocsf-json-schema and jsonschema (set FIMD_OCSF_PYTHON)",
+    ) {
+        return;
+    }
+    let t = TempTree::new("", "");
+    t.write("a", "a\n");
+    t.write("b", "b\n");
+    t.write("d/x", "x\n");
+    std::os::unix::fs::symlink("a", t.path("l")).expect("symlink");
+    t.init();
+    t.write("a", "changed\n");
+    std::fs::remove_file(t.path("b")).expect("rm");
+    t.write("n", "new\n");
+    std::fs::remove_file(t.path("l")).expect("rm");
+    std::os::unix::fs::symlink("n", t.path("l")).expect("symlink");
+    t.run(&["check"]);
+    std::fs::rename(t.path("n"), t.path("m")).expect("mv");
+    std::fs::set_permissions(
+        t.path("a"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    t.run(&["check"]);
+    let r = t.run(&["events", "--format", "ocsf"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.lines().count() >= 6, "{}", r.stdout);
+    let mut child = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/ocsf_validate.py"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(r.stdout.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("validator");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

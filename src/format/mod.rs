@@ -125,7 +125,7 @@ fn ocsf_file(path: &str, s: &StateJson) -> Value {
         "type_id": ocsf_type_id(&s.kind),
         "size": s.size,
         "owner": {"uid": s.uid.to_string()},
-        "modified_time_dt": s.mtime,
+        "modified_time": epoch_ms(&s.mtime),
     });
     if let Some(h) = &s.sha256 {
         f["hashes"] = json!([{"algorithm_id": 3, "algorithm": "SHA-256", "value": h}]);
