@@ -1154,3 +1154,133 @@ fn ocsf_output_validates_against_the_ocsf_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A TCP proxy on 127.0.0.1 to `upstream` that, once armed, forwards the first client chunk
+/// containing `marker` to the server and then cuts both connections before the server's answer
+/// reaches the client: the server did the work, the client never heard (a network cut
+/// mid-batch / a lost ack). Later connections pass through untouched.
+fn cutting_proxy(
+    upstream: &str,
+    marker: &'static [u8],
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    let armed = Arc::new(AtomicBool::new(true));
+    let cut_done = armed.clone();
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let armed = cut_done.clone();
+            let cut = Arc::new(AtomicBool::new(false));
+            let (mut c_in, mut s_out) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let (mut s_in, mut c_out) = (server, client);
+            let cut_up = cut.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if buf[..n].windows(marker.len()).any(|w| w == marker)
+                        && armed.swap(false, Ordering::SeqCst)
+                    {
+                        cut_up.store(true, Ordering::SeqCst);
+                    }
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = s_in.read(&mut buf) {
+                    if n == 0 || cut.load(Ordering::SeqCst) {
+                        // Let the server finish what it was sent, then drop the client.
+                        std::thread::sleep(Duration::from_millis(300));
+                        let _ = c_out.shutdown(std::net::Shutdown::Both);
+                        let _ = s_in.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, armed)
+}
+
+#[test]
+fn a_cut_after_the_server_committed_still_ends_with_one_row_and_one_message() {
+    let Some(s) = servers() else { return };
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let rt = rt();
+    let admin = rt.block_on(s.fresh_db("fleet_cut"));
+    let js = rt.block_on(s.fresh_stream("cut"));
+    let (pg_port, pg_armed) = cutting_proxy(&s.pg_hostport, b"INSERT INTO fim_event");
+    let nats_hostport = s.nats.trim_start_matches("nats://").to_string();
+    let (nats_port, nats_armed) = cutting_proxy(&nats_hostport, b"PUB t.cut.events.");
+    let cfg = format!(
+        "[notify]\nbatch_window = \"1s\"\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\n\
+         [notify.postgres]\nurl = \"postgres://testhost@127.0.0.1:{pg_port}/fleet_cut\"\npassword = \"{PG_MARKER_PW}\"\n\
+         [notify.nats]\nurl = \"nats://127.0.0.1:{nats_port}\"\nuser = \"testhost\"\npassword = \"{HOST_PW}\"\nsubject_prefix = \"t.cut\"\n"
+    );
+    let t = TempTree::new("", &cfg);
+    for i in 0..5 {
+        t.write(&format!("f{i}"), "0\n");
+    }
+    t.init();
+    for i in 0..5 {
+        t.write(&format!("f{i}"), "1\n");
+    }
+    let r = t.run(&["check"]);
+    assert!(r.code > 0 && r.code < 8, "{}", r.stderr);
+    assert!(
+        !pg_armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the INSERT went through the proxy"
+    );
+    assert!(
+        !nats_armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the publish went through the proxy"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let done = outbox_states(&t, "postgres").trim() == "delivered 5"
+                && outbox_states(&t, "nats").trim() == "delivered 5";
+            if !done {
+                t.run(&["check"]);
+            }
+            done
+        }),
+        "pg: {} nats: {}",
+        outbox_states(&t, "postgres"),
+        outbox_states(&t, "nats")
+    );
+    // The first attempt of each sink failed (the cut), so every row was sent at least twice.
+    for sink in ["postgres", "nats"] {
+        let o = std::process::Command::new("sqlite3")
+            .arg(&t.db)
+            .arg(format!(
+                "SELECT min(attempts) FROM outbox WHERE sink = '{sink}'"
+            ))
+            .output()
+            .expect("sqlite3");
+        let attempts: i64 = String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert!(attempts >= 2, "{sink}: {attempts} attempts");
+    }
+    assert_eq!(rt.block_on(pg_counts(&admin)), (5, 5));
+    let msgs = rt.block_on(event_messages(&js, "cut"));
+    let ids: HashSet<&str> = msgs.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!((msgs.len(), ids.len()), (5, 5), "{msgs:?}");
+}
