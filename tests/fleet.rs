@@ -1187,13 +1187,17 @@ fn cutting_proxy(
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65536];
                 while let Ok(n) = c_in.read(&mut buf) {
-                    if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                    if n == 0 {
                         break;
                     }
+                    // Decide before forwarding, so no answer to this chunk can slip through.
                     if buf[..n].windows(marker.len()).any(|w| w == marker)
                         && armed.swap(false, Ordering::SeqCst)
                     {
                         cut_up.store(true, Ordering::SeqCst);
+                    }
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
                     }
                 }
                 let _ = s_out.shutdown(std::net::Shutdown::Write);
