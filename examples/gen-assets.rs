@@ -1,6 +1,7 @@
-//! Generates the man page and shell completions from the clap definitions, for the package:
+//! Generates the man page (fimd::manpage: the clap definitions and the shipped config) and
+//! the shell completions (clap_complete), for the package:
 //!   cargo run --example gen-assets -- target/assets
-//! (An example, so clap_mangen and clap_complete stay out of the fimd binary.)
+//! (An example, so clap_complete stays out of the fimd binary.)
 
 use clap::CommandFactory;
 use std::path::PathBuf;
@@ -13,10 +14,8 @@ fn main() -> std::io::Result<()> {
     );
     std::fs::create_dir_all(out.join("completions"))?;
     let mut cmd = fimd::cli::Cli::command();
-    let man = clap_mangen::Man::new(cmd.clone()).section("8");
-    let mut page = Vec::new();
-    man.render(&mut page)?;
-    std::fs::write(out.join("fimd.8"), page)?;
+    cmd.build();
+    std::fs::write(out.join("fimd.8"), fimd::manpage::render(&cmd))?;
     for (shell, file) in [
         (clap_complete::Shell::Bash, "fimd"),
         (clap_complete::Shell::Zsh, "_fimd"),

@@ -2,12 +2,19 @@
 # Try fimd on a fresh clone without touching the system: builds it, makes a small demo tree
 # under a temp directory, records a baseline, changes a few files and shows what fimd reports.
 #   bash packaging/demo.sh            # demo tree
-#   bash packaging/demo.sh /etc       # a real tree, read-only (the database stays in the temp dir)
+#   bash packaging/demo.sh /etc       # a real tree, read-only (the database goes to the temp dir)
+# The temp directory is removed at the end. FIMD_BIN=path uses that binary instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-fimd="$PWD/target/release/fimd"
-work=$(mktemp -d /tmp/fimd-demo.XXXXXX)
+if [ -n "${FIMD_BIN:-}" ]; then
+    fimd=$FIMD_BIN
+else
+    echo "== building fimd (release; about 3 minutes the first time)"
+    cargo build --release
+    fimd="$PWD/target/release/fimd"
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/fimd-demo.XXXXXX")
+trap 'rm -rf "$work"' EXIT
 tree=${1:-$work/tree}
 if [ -z "${1:-}" ]; then
     mkdir -p "$tree/ssh" "$tree/nginx/conf.d"
@@ -43,4 +50,4 @@ if [ -n "$first_diff" ]; then
     echo "== fimd diff $first_diff"
     "$fimd" --config "$work/fimd.toml" diff "$first_diff"
 fi
-echo "== the demo's files are in $work (config: $work/fimd.toml)"
+echo "== done; removing $work"

@@ -11,14 +11,35 @@ use std::path::PathBuf;
 #[command(name = "fimd", version, about, long_about = None)]
 pub struct Cli {
     /// Configuration file [default: /etc/fimd/fimd.toml; built-in defaults when it is absent]
-    #[arg(long, global = true, env = "FIMD_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        env = "FIMD_CONFIG",
+        value_name = "PATH",
+        display_order = 900
+    )]
     pub config: Option<PathBuf>,
 
     /// Same as the `init` command (compatibility with the original script).
-    #[arg(long = "init", hide = true)]
+    #[arg(long = "init", display_order = 901)]
     pub legacy_init: bool,
 
-    #[command(flatten)]
+    /// The managed identity that fetches `${azurekv:...}` and `${gcpsm:...}` secrets: an Azure
+    /// user-assigned identity's client id or resource id (/subscriptions/...), or a GCP service
+    /// account email [default: the system-assigned identity / the default service account]
+    #[arg(
+        long,
+        global = true,
+        env = "FIMD_MANAGED_IDENTITY",
+        value_name = "ID",
+        display_order = 902
+    )]
+    pub managed_identity: Option<String>,
+
+    #[command(
+        flatten,
+        next_help_heading = "Notifier options (flag > environment > credential > config file)"
+    )]
     pub sinks: SinkArgs,
 
     #[command(subcommand)]
@@ -104,6 +125,7 @@ pub enum Command {
     Run,
     /// The recorded alert history, oldest first.
     Events {
+        /// One JSON event per line.
         #[arg(long)]
         json: bool,
         /// RFC 3339 time (2026-11-30T08:00:00Z) or a duration ago (1h, 2days).
@@ -136,11 +158,13 @@ pub enum Command {
     },
     /// Print the stored diff of one event.
     Diff {
+        /// The event's id (`fimd events` shows it).
         #[arg(value_name = "EVENT-ID")]
         id: i64,
     },
     /// Baseline size, last full scan, watches, outbox backlog and failures.
     Status {
+        /// One JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -233,5 +257,41 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn subcommand_help_lists_its_own_options_first_and_notifier_flags_under_one_heading() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let help = cmd
+            .find_subcommand_mut("check")
+            .map(|c| c.render_help().to_string())
+            .unwrap_or_default();
+        let pos = |s: &str| help.find(s).unwrap_or(usize::MAX);
+        assert!(pos("--json") < pos("--config"), "{help}");
+        let heading = pos("Notifier options");
+        assert!(heading < usize::MAX, "{help}");
+        for flag in [
+            "--servicenow-instance",
+            "--servicenow-user",
+            "--servicenow-password",
+            "--rapid7-api-key",
+            "--rapid7-workflow-id",
+            "--jira-url",
+            "--jira-user",
+            "--jira-api-token",
+            "--jira-project-key",
+            "--slack-webhook-url",
+            "--teams-webhook-url",
+        ] {
+            assert!(
+                pos(flag) > heading && pos(flag) < usize::MAX,
+                "{flag}: {help}"
+            );
+        }
+        assert!(pos("--full") < heading, "{help}");
+        // --init is offered by the completions, so the help lists it too.
+        let top = Cli::command().render_help().to_string();
+        assert!(top.contains("--init"), "{top}");
     }
 }

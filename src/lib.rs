@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod format;
 pub mod logging;
 pub mod mac;
+pub mod manpage;
 pub mod packages;
 pub mod pipeline;
 pub mod policy;

@@ -22,6 +22,11 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Who-data: the fanotify group needs CAP_SYS_ADMIN, held only until it exists, and
+    // before the runtime's threads start (capabilities are per thread).
+    if matches!(cli.command, Some(fimd::cli::Command::Run)) {
+        fimd::daemon::whodata::prepare();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

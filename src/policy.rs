@@ -72,6 +72,10 @@ pub struct Watch {
     pub root: PathBuf,
     /// The root existed when the policy was built.
     pub exists: bool,
+    /// A missing root is expected (`optional = true`, an authorized_keys candidate): no warning.
+    pub optional: bool,
+    /// An authorized_keys candidate from the passwd file (not a `[[watch]]`).
+    pub from_users: bool,
     /// The root is a directory (walked); otherwise a single-file target.
     pub is_dir: bool,
     pub recursive: bool,
@@ -169,6 +173,7 @@ impl Policy {
             let mut watch =
                 Watch::resolve(&w.path, w.recursive, extensions, include, exclude, false);
             watch.severity = w.severity;
+            watch.optional = w.optional;
             watches.push(watch);
         }
         if cfg.users.authorized_keys {
@@ -202,6 +207,32 @@ impl Policy {
             detect_private_keys: cfg.sensitive.detect_private_keys,
             warnings,
         })
+    }
+
+    /// Configured watch paths that did not exist when the policy was built (optional ones
+    /// included; authorized_keys candidates not), deduplicated, in config order.
+    pub fn missing(&self) -> Vec<&Watch> {
+        let mut seen = BTreeSet::new();
+        self.watches
+            .iter()
+            .filter(|w| !w.exists && !w.from_users && seen.insert(&w.configured))
+            .collect()
+    }
+
+    /// One warning per missing watch path that is not optional. For the commands that
+    /// scan or describe the coverage (config-check, init, check, the daemon).
+    pub fn warn_missing(&self) {
+        for w in self.missing().into_iter().filter(|w| !w.optional) {
+            tracing::warn!(
+                "{} does not exist: nothing is monitored there",
+                crate::event::display_path(&w.configured)
+            );
+        }
+    }
+
+    /// No configured watch path exists: a scan would build an empty baseline.
+    pub fn nothing_exists(&self) -> bool {
+        self.watches.iter().all(|w| w.from_users || !w.exists)
     }
 
     /// Is this non-directory path monitored (by any watch)?
@@ -278,6 +309,8 @@ impl Watch {
             configured: configured.to_path_buf(),
             root,
             exists,
+            optional: file_target,
+            from_users: file_target,
             is_dir,
             recursive,
             extensions,
@@ -376,6 +409,7 @@ mod tests {
             include: vec!["rc.local".into()],
             exclude: vec!["skip.conf".into(), "**/private/**".into()],
             severity: None,
+            optional: false,
         };
         let pol = Policy::from_config(&cfg_with(vec![w.clone()]), Path::new("f"))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -428,5 +462,51 @@ mod tests {
         assert_eq!(files.len(), 4);
         let _ = authorized_keys_files(&dir.path().join("missing"), &mut warnings);
         assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn default_root_watch_skips_toolchains_and_caches_and_fimd_config_is_watched() {
+        // Only meaningful where /root is a real directory (as on any Linux server).
+        let pol = Policy::from_config(&cfg_with(crate::config::default_watches()), Path::new("f"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if !pol
+            .watches
+            .iter()
+            .any(|w| w.configured == Path::new("/root") && w.root == Path::new("/root"))
+        {
+            return;
+        }
+        for skipped in [
+            "/root/.pyenv/versions/3.12/lib/os.py",
+            "/root/.nvm/versions/node/bin/node",
+            "/root/.rbenv/shims/ruby",
+            "/root/.local/lib/python3.11/site-packages/x.py",
+            "/root/.local/share/virtualenvs/app/bin/python",
+            "/root/.cache/pip/http/a",
+            "/root/go/pkg/mod/x.go",
+            "/root/.m2/repository/a.jar",
+            "/root/.gradle/caches/a.bin",
+            "/root/app/node_modules/left-pad/index.js",
+            "/root/app/__pycache__/m.cpython-311.pyc",
+            "/root/.cargo/registry/cache/a.crate",
+            "/root/.rustup/toolchains/x",
+            "/root/.npm/_cacache/x",
+        ] {
+            assert!(!pol.selects(Path::new(skipped)), "{skipped} is selected");
+        }
+        for dir in [
+            "/root/.pyenv",
+            "/root/app/node_modules",
+            "/root/app/__pycache__",
+            "/root/go/pkg",
+        ] {
+            assert!(!pol.walks_dir(Path::new(dir)), "{dir} is walked");
+        }
+        assert!(pol.selects(Path::new("/root/app/main.py")));
+        assert!(pol.selects(Path::new("/root/go/src/main.go")));
+        assert!(pol.selects(Path::new("/root/.local/bin/tool")));
+        // fimd's own configuration, whatever the file name or extension.
+        assert!(pol.selects(Path::new("/etc/fimd/fimd.toml")));
+        assert!(pol.selects(Path::new("/etc/fimd/creds/slack-webhook-url")));
     }
 }

@@ -11,6 +11,42 @@ pub fn now_ns() -> i64 {
     }
 }
 
+/// A duration for people: `0.04 s`, `1.14 s`, `12.3 s`, `754 s`.
+pub fn human_secs(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 100.0 {
+        format!("{s:.1} s")
+    } else {
+        format!("{s:.0} s")
+    }
+}
+
+/// A size for people: `512 B`, `1.7 MiB`, `609 MiB`, `2.3 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if v < 10.0 {
+        format!("{v:.1} {}", UNITS[unit])
+    } else {
+        format!("{v:.0} {}", UNITS[unit])
+    }
+}
+
+/// `1 change`, `3 changes`.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// `2026-11-30T08:00:00.123456789Z`.
 pub fn rfc3339_ns(ns: i64) -> String {
     let secs = ns.div_euclid(1_000_000_000);
@@ -108,5 +144,19 @@ mod tests {
         let ago = parse_since("1h").unwrap_or(0);
         assert!((now_ns() - ago - 3_600_000_000_000).abs() < 5_000_000_000);
         assert_eq!(parse_since("yesterday-ish"), None);
+    }
+
+    #[test]
+    fn durations_sizes_and_counts_read_as_people_write_them() {
+        use std::time::Duration;
+        assert_eq!(human_secs(Duration::from_nanos(1_136_949_914)), "1.14 s");
+        assert_eq!(human_secs(Duration::from_millis(1_648)), "1.65 s");
+        assert_eq!(human_secs(Duration::from_millis(12_345)), "12.3 s");
+        assert_eq!(human_secs(Duration::from_secs(754)), "754 s");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1_769_472), "1.7 MiB");
+        assert_eq!(human_bytes(638_976_000), "609 MiB");
+        assert_eq!(plural(1, "change", "changes"), "1 change");
+        assert_eq!(plural(0, "change", "changes"), "0 changes");
     }
 }

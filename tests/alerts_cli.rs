@@ -110,3 +110,31 @@ fn notify_test_reports_each_sink() {
     let r = t.run(&["config-check"]);
     assert_eq!(r.code, 17, "plain http only to loopback: {}", r.stderr);
 }
+
+#[test]
+fn check_sends_at_once_without_waiting_out_the_batch_window() {
+    let (url, seen) = mock_http(vec![]);
+    // The shipped batch window (10 s): two checks in a row must not wait for it.
+    let t = TempTree::new(
+        "",
+        &format!("[notify]\nbatch_window = \"10s\"\n[notify.webhook]\nurl = \"{url}/hook\"\n"),
+    );
+    t.write("a.conf", "1\n");
+    t.init();
+    for (i, content) in ["2\n", "3\n"].iter().enumerate() {
+        t.write("a.conf", content);
+        let started = std::time::Instant::now();
+        let r = t.run(&["check"]);
+        let took = started.elapsed();
+        assert_eq!(r.code, 4, "{}", r.stderr);
+        assert!(
+            took < Duration::from_secs(5),
+            "check {i} took {took:?}: {}",
+            r.stderr
+        );
+        let got = seen
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap_or_else(|_| panic!("check {i} delivered nothing: {}", r.stderr));
+        assert!(got.request_line.starts_with("POST /hook "), "{got:?}");
+    }
+}

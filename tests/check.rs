@@ -551,7 +551,7 @@ fn database_is_private() {
     let db_mode = std::fs::metadata(&t.db).expect("stat").permissions().mode() & 0o777;
     assert_eq!((dir_mode, db_mode), (0o700, 0o600));
     let r = t.run(&["status"]);
-    assert!(r.stdout.contains("baseline: 1 entries"), "{}", r.stdout);
+    assert!(r.stdout.contains("baseline: 1 entry ("), "{}", r.stdout);
 }
 
 #[test]
@@ -600,4 +600,47 @@ fn merge_order_handles_names_that_sort_around_a_slash() {
     ];
     assert_eq!(got, want);
     assert_eq!(t.run(&["check"]).code, 0);
+}
+
+#[test]
+fn renames_are_one_event_with_from_and_count_as_removed_plus_added() {
+    let t = TempTree::new("", "");
+    t.write("a.conf", "rename me\n");
+    t.write("dir/x.conf", "x\n");
+    t.write("dir/y.conf", "y\n");
+    t.init();
+    std::fs::rename(t.path("a.conf"), t.path("b.conf")).expect("mv file");
+    std::fs::rename(t.path("dir"), t.path("moved")).expect("mv dir");
+    let (code, events) = t.check_json();
+    assert_eq!(
+        code, 3,
+        "AIDE counts a move as removed + added: {events:#?}"
+    );
+    assert_eq!(events.len(), 3, "{events:#?}");
+    for (new, old) in [
+        ("b.conf", "a.conf"),
+        ("moved/x.conf", "dir/x.conf"),
+        ("moved/y.conf", "dir/y.conf"),
+    ] {
+        let e =
+            common::find(&events, "renamed", new).unwrap_or_else(|| panic!("{new}: {events:#?}"));
+        assert_eq!(e["from"], *t.path(old).to_string_lossy());
+        assert_eq!(e["old"]["sha256"], e["new"]["sha256"]);
+        assert_eq!(e["changed"], serde_json::json!([]));
+    }
+    // The baseline follows: nothing more to report.
+    assert_eq!(t.check_json(), (0, vec![]));
+    // A copy is not a rename (another inode): removed + added.
+    std::fs::copy(t.path("b.conf"), t.path("c.conf")).expect("cp");
+    std::fs::remove_file(t.path("b.conf")).expect("rm");
+    let (code, events) = t.check_json();
+    assert_eq!(code, 3);
+    assert!(
+        common::find(&events, "added", "c.conf").is_some(),
+        "{events:#?}"
+    );
+    assert!(
+        common::find(&events, "removed", "b.conf").is_some(),
+        "{events:#?}"
+    );
 }

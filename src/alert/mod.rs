@@ -73,6 +73,7 @@ pub mod webhook;
 pub mod worker;
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use reqwest::Client;
@@ -106,10 +107,17 @@ pub enum AlertError {
 }
 
 /// The configured sinks, the host name they report and the one shared HTTP client.
+///
+/// A sink is replaced in place when its secret references are resolved again after it
+/// answered 401/403 ([`Sinks::rotate`]); the list is behind a lock held only to copy it.
 pub struct Sinks {
     host: String,
-    list: Vec<Box<dyn Sink>>,
+    list: RwLock<Vec<Arc<dyn Sink>>>,
     http: Client,
+    /// The `[notify]` config as written (references, not values), for rotation.
+    raw: Option<NotifyConfig>,
+    /// Every secret reference of the sinks and how it resolved (`config-check`).
+    references: Vec<crate::secrets::Resolved>,
 }
 
 impl fmt::Debug for Sinks {
@@ -125,51 +133,101 @@ impl Sinks {
     /// Build every configured sink (empty when none is). Fails on the first unusable sink
     /// config: bad URL, plain http to a non-loopback host, missing credential.
     pub fn from_config(cfg: &NotifyConfig, host: &str) -> Result<Sinks, AlertError> {
-        let mut list: Vec<Box<dyn Sink>> = Vec::new();
-        if let Some(c) = &cfg.slack {
-            list.push(Box::new(slack::Slack::new(c)?));
-        }
-        if let Some(c) = &cfg.teams {
-            list.push(Box::new(teams::Teams::new(c)?));
-        }
-        if let Some(c) = &cfg.jira {
-            list.push(Box::new(jira::Jira::new(c)?));
-        }
-        if let Some(c) = &cfg.servicenow {
-            list.push(Box::new(servicenow::ServiceNow::new(c)?));
-        }
-        if let Some(c) = &cfg.rapid7 {
-            list.push(Box::new(rapid7::Rapid7::new(c)?));
-        }
-        if let Some(c) = &cfg.webhook {
-            list.push(Box::new(webhook::Webhook::new(c)?));
+        let mut list: Vec<Arc<dyn Sink>> = Vec::new();
+        for name in cfg.sink_names() {
+            if let Some(sink) = build_sink(cfg, name)? {
+                list.push(sink);
+            }
         }
         if let Some(c) = &cfg.postgres {
-            list.push(Box::new(postgres::Postgres::new(c, host)?));
+            list.push(Arc::new(postgres::Postgres::new(c, host)?));
         }
         if let Some(c) = &cfg.nats {
-            list.push(Box::new(nats::Nats::new(c, host)?));
+            list.push(Arc::new(nats::Nats::new(c, host)?));
         }
         Ok(Sinks {
             host: host.to_string(),
-            list,
+            list: RwLock::new(list),
             http: http_client()?,
+            raw: None,
+            references: Vec::new(),
         })
+    }
+
+    /// Remember the config as written (`raw`, with its secret references) and how each
+    /// reference resolved, so a sink answering 401/403 can be rebuilt with values fetched
+    /// again ([`Sinks::rotate`]) and `config-check` can list them.
+    pub fn with_references(
+        mut self,
+        raw: NotifyConfig,
+        references: Vec<crate::secrets::Resolved>,
+    ) -> Sinks {
+        self.raw = Some(raw);
+        self.references = references;
+        self
+    }
+
+    /// The secret references of the sinks and how each resolved (never a value).
+    pub fn references(&self) -> &[crate::secrets::Resolved] {
+        &self.references
+    }
+
+    /// After `name` answered 401/403: fetch its referenced secrets again and, when they
+    /// changed, rebuild the sink with them (it replaces the old one for later passes too).
+    /// `None` when the sink has no reference, when a reference cannot be fetched (the old
+    /// value is kept, one warning names the reference) or when nothing changed.
+    pub async fn rotate(&self, name: &str) -> Option<Arc<dyn Sink>> {
+        if !self.references.iter().any(|r| r.sink == Some(name)) {
+            return None;
+        }
+        let mut cfg = self.raw.clone()?;
+        if let Err(e) = crate::secrets::resolve_notify_async(&mut cfg, Some(name)).await {
+            tracing::warn!(sink = name, error = %e,
+                "the sink refused its credentials and they cannot be fetched again; keeping the current ones");
+            return None;
+        }
+        let old = self.iter().into_iter().find(|s| s.name() == name)?;
+        let new = match build_sink(&cfg, name) {
+            Ok(Some(s)) => s,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(sink = name, error = %e,
+                    "the secrets fetched again make an unusable sink; keeping the current ones");
+                return None;
+            }
+        };
+        if new.secrets() == old.secrets() {
+            tracing::info!(
+                sink = name,
+                "the sink refused its credentials; the store holds the same ones"
+            );
+            return None;
+        }
+        if let Ok(mut list) = self.list.write() {
+            for slot in list.iter_mut().filter(|s| s.name() == name) {
+                *slot = new.clone();
+            }
+        }
+        tracing::info!(
+            sink = name,
+            "the sink refused its credentials; fetched new ones from the store"
+        );
+        Some(new)
     }
 
     /// Sink names in a fixed order: the values of the outbox `sink` column.
     pub fn names(&self) -> Vec<&'static str> {
-        self.list.iter().map(|s| s.name()).collect()
+        self.iter().iter().map(|s| s.name()).collect()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.iter().is_empty()
     }
 
     /// One line per sink for `config-check`: name, `scheme://host[:port]` and an 8-hex
     /// fingerprint of its credentials (to tell two configurations apart). Never the secret.
     pub fn describe(&self) -> Vec<String> {
-        self.list
+        self.iter()
             .iter()
             .map(|s| {
                 let fp = Secret::new(s.secrets().join("\n")).fingerprint();
@@ -183,13 +241,45 @@ impl Sinks {
         &self.host
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &dyn Sink> {
-        self.list.iter().map(|b| b.as_ref())
+    /// The sinks now (a copy: a rotation may replace one while a pass uses the old one).
+    pub(crate) fn iter(&self) -> Vec<Arc<dyn Sink>> {
+        self.list.read().map(|l| l.clone()).unwrap_or_default()
     }
 
     pub(crate) fn http(&self) -> &Client {
         &self.http
     }
+}
+
+/// The sink `name` of `cfg` (`None` when that sink is not configured).
+fn build_sink(cfg: &NotifyConfig, name: &str) -> Result<Option<Arc<dyn Sink>>, AlertError> {
+    Ok(Some(match name {
+        "slack" => match &cfg.slack {
+            Some(c) => Arc::new(slack::Slack::new(c)?),
+            None => return Ok(None),
+        },
+        "teams" => match &cfg.teams {
+            Some(c) => Arc::new(teams::Teams::new(c)?),
+            None => return Ok(None),
+        },
+        "jira" => match &cfg.jira {
+            Some(c) => Arc::new(jira::Jira::new(c)?),
+            None => return Ok(None),
+        },
+        "servicenow" => match &cfg.servicenow {
+            Some(c) => Arc::new(servicenow::ServiceNow::new(c)?),
+            None => return Ok(None),
+        },
+        "rapid7" => match &cfg.rapid7 {
+            Some(c) => Arc::new(rapid7::Rapid7::new(c)?),
+            None => return Ok(None),
+        },
+        "webhook" => match &cfg.webhook {
+            Some(c) => Arc::new(webhook::Webhook::new(c)?),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    }))
 }
 
 /// The one HTTP client: rustls, connect timeout 10 s, total 30 s, no redirects (credentials

@@ -84,7 +84,8 @@ pub async fn enqueue(
 /// Claim up to `max_rows` due rows of `sink` for one request at `now_ns`: `None` when the sink
 /// is gated (batch window, pause, backoff) or nothing is due. Claiming moves the sink's gate to
 /// `now + window`, which is what makes "one request per sink per window" hold across tasks
-/// and processes.
+/// and processes. A zero `window` is a one-shot sender (`fimd check`, one batch): it is not
+/// held back by another sender's batch window, only by a pause the sink asked for.
 pub async fn claim(
     pool: &SqlitePool,
     sink: &str,
@@ -93,12 +94,14 @@ pub async fn claim(
     max_rows: usize,
 ) -> Result<Option<Vec<DueRow>>, sqlx::Error> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let gate: Option<i64> =
-        sqlx::query_scalar("SELECT not_before_ns FROM alert_sinks WHERE sink = ?")
-            .bind(sink)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if gate.is_some_and(|g| g > now_ns) {
+    let gate: Option<(i64, bool)> = sqlx::query_as(
+        "SELECT not_before_ns, pause_reason IS NOT NULL FROM alert_sinks WHERE sink = ?",
+    )
+    .bind(sink)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let one_shot = window.is_zero();
+    if gate.is_some_and(|(g, paused)| g > now_ns && (paused || !one_shot)) {
         tx.commit().await?;
         return Ok(None);
     }

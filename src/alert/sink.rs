@@ -310,7 +310,13 @@ pub fn origin(url: &Url) -> String {
 pub fn redact(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_string();
     let mut needles: Vec<String> = Vec::new();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
+    // And every value and token fetched from a secret store.
+    let fetched = crate::secrets::registered();
+    for s in secrets
+        .iter()
+        .chain(fetched.iter())
+        .filter(|s| !s.is_empty())
+    {
         needles.push(s.clone());
         if let Ok(u) = Url::parse(s) {
             // A server may echo only the path or the query of a webhook URL.

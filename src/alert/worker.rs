@@ -5,7 +5,9 @@
 //! Guarantees: one request per sink per pass (and per `batch_window`, via the gate in
 //! `outbox.rs`); every log line and `last_error` is redacted against the sink's secrets and
 //! built from `reqwest::Error::without_url()`; shutdown cancels only the sleep between passes,
-//! never a send or a transaction.
+//! never a send or a transaction. A sink answering 401/403 whose secrets are store references
+//! gets them fetched again once and, when they changed, the same batch is sent again at once
+//! ([`Sinks::rotate`]).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -109,11 +111,11 @@ async fn deliver(
         else {
             continue;
         };
-        let batch = build_batch(pool, sinks.host(), &rows, sink, cfg.include_diff).await?;
+        let batch = build_batch(pool, sinks.host(), &rows, sink.as_ref(), cfg.include_diff).await?;
         let sent_before = rows.iter().any(|r| r.attempts > 0);
-        let attempt = send(sinks.http(), sink, &batch, sent_before).await;
+        let (attempt, sink) = send_rotating(sinks, sink, &batch, sent_before).await;
         report.requests += 1;
-        let resolution = resolve(sink, &attempt, &rows, cfg);
+        let resolution = resolve(sink.as_ref(), &attempt, &rows, cfg);
         match &resolution {
             Resolution::Delivered { .. } => report.delivered += rows.len(),
             Resolution::Retry { .. } | Resolution::Pause { .. } => report.retried += rows.len(),
@@ -189,6 +191,25 @@ async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) 
         }
     }
     request(sink, sink.request(http, batch)).await
+}
+
+/// [`send`]; when the sink refuses its credentials (401/403) and they come from a secret
+/// store, fetch them again once and, if they changed (a rotated secret), send again with them.
+/// Returns the sink used last (the rebuilt one after a rotation).
+async fn send_rotating(
+    sinks: &Sinks,
+    sink: Arc<dyn Sink>,
+    batch: &Batch,
+    sent_before: bool,
+) -> (Attempt, Arc<dyn Sink>) {
+    let attempt = send(sinks.http(), sink.as_ref(), batch, sent_before).await;
+    if matches!(attempt.status, Some(401 | 403)) {
+        if let Some(new) = sinks.rotate(sink.name()).await {
+            let again = send(sinks.http(), new.as_ref(), batch, sent_before).await;
+            return (again, new);
+        }
+    }
+    (attempt, sink)
 }
 
 /// Send one request and classify its answer with the sink's rules.
@@ -342,11 +363,11 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
             });
             let error = with_detail(reason.to_string());
             tracing::warn!(sink = name, status = %status, error = %error, attempt,
-                retry_in = %humantime::format_duration(delay), "alert delivery failed; will retry");
+                retry_in = %crate::timefmt::human_secs(delay), "alert delivery failed; will retry");
             Resolution::Retry { delay, error }
         }
         Outcome::PauseSink { for_ } => {
-            tracing::warn!(sink = name, status = %status, pause = %humantime::format_duration(*for_),
+            tracing::warn!(sink = name, status = %status, pause = %crate::timefmt::human_secs(*for_),
                 "sink throttled us; pausing it");
             Resolution::Pause {
                 for_: *for_,
@@ -386,8 +407,9 @@ pub async fn send_heartbeats(pool: &SqlitePool, sinks: &Sinks) -> Result<usize, 
     Ok(sent)
 }
 
-/// Deliver what is due now and what falls due within `max_wait` (retries, the next batch
-/// window), then return; anything left stays queued for the daemon or the next run.
+/// Deliver what is due now and what falls due within `max_wait` (retries), then return;
+/// anything left stays queued for the daemon or the next run. No batch window: a one-shot
+/// `check` is one batch, sent at once (a pause a sink asked for is still honoured).
 pub async fn flush(
     pool: &SqlitePool,
     sinks: &Sinks,
@@ -395,6 +417,11 @@ pub async fn flush(
     max_wait: Duration,
 ) -> Result<FlushReport, AlertError> {
     let deadline = tokio::time::Instant::now() + max_wait;
+    // A one-shot flush is one batch: no batch window (the daemon keeps its own).
+    let cfg = &NotifyConfig {
+        batch_window: Duration::ZERO,
+        ..cfg.clone()
+    };
     let names = sinks.names();
     let mut done = PassReport::default();
     loop {
@@ -416,7 +443,11 @@ pub async fn flush(
     let still_pending = outbox::pending(pool, &names).await?;
     // Hosts that run `fimd check` from a timer (no daemon) report a heartbeat too, or the
     // fleet would list them as silent.
-    if sinks.iter().any(|s| crate::fleet::is_fleet_sink(s.name())) {
+    if sinks
+        .iter()
+        .iter()
+        .any(|s| crate::fleet::is_fleet_sink(s.name()))
+    {
         if let Err(e) = send_heartbeats(pool, sinks).await {
             tracing::warn!(error = %e, "cannot collect the fleet heartbeat");
         }
@@ -439,7 +470,10 @@ pub async fn run_worker(
 ) {
     let names = sinks.names();
     tracing::info!(sinks = ?names, "alert worker started");
-    let fleet = sinks.iter().any(|s| crate::fleet::is_fleet_sink(s.name()));
+    let fleet = sinks
+        .iter()
+        .iter()
+        .any(|s| crate::fleet::is_fleet_sink(s.name()));
     let mut next_heartbeat = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
         if fleet && tokio::time::Instant::now() >= next_heartbeat {
@@ -500,7 +534,7 @@ pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)>
     };
     let mut out = Vec::new();
     for sink in sinks.iter() {
-        let a = send(sinks.http(), sink, &batch, false).await;
+        let (a, sink) = send_rotating(sinks, sink, &batch, false).await;
         let status = a.status.map(|s| format!("HTTP {s}"));
         let result = match &a.outcome {
             Outcome::Delivered { remote_id } => Ok(match remote_id {

@@ -101,15 +101,38 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
 pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let s = store.status().await?;
+    let missing: Vec<(String, bool)> = ctx
+        .policy
+        .missing()
+        .iter()
+        .map(|w| (display_path(&w.configured), w.optional))
+        .collect();
     let out = if json {
-        serde_json::to_string_pretty(&s)
+        let mut v = serde_json::to_value(&s)
+            .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?;
+        // The daemon's facts are stored as text: numbers go out as numbers.
+        if let Some(daemon) = v.get_mut("daemon").and_then(|d| d.as_object_mut()) {
+            for value in daemon.values_mut() {
+                if let Some(n) = value.as_str().and_then(|t| t.parse::<i64>().ok()) {
+                    *value = serde_json::Value::from(n);
+                }
+            }
+        }
+        let paths: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
+        v["missing_watches"] = serde_json::Value::from(paths);
+        serde_json::to_string_pretty(&v)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
     } else {
-        let mut o = format!("database: {} ({} bytes)\n", s.database, s.database_bytes);
+        let mut o = format!(
+            "database: {} ({})\n",
+            s.database,
+            crate::timefmt::human_bytes(s.database_bytes)
+        );
         o += &format!(
-            "baseline: {} entries ({} files, the rest directories)\n",
-            s.baseline_entries, s.baseline_files
+            "baseline: {} ({} files, the rest directories)\n",
+            crate::timefmt::plural(s.baseline_entries as usize, "entry", "entries"),
+            s.baseline_files
         );
         o += &format!(
             "baseline built: {}\n",
@@ -130,6 +153,10 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
         }
         for (k, v) in &s.daemon {
             o += &format!("daemon {k}: {v}\n");
+        }
+        for (m, optional) in &missing {
+            let note = if *optional { ", optional" } else { "" };
+            o += &format!("missing watch path: {m} (nothing is monitored there{note})\n");
         }
         o
     };

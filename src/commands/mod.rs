@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         },
         (Some(c), false) => c,
     };
+    crate::secrets::set_identity(cli.managed_identity.clone());
     let events_on_stderr = matches!(command, Command::Run);
     let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr)?;
     match command {
@@ -123,6 +124,7 @@ async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
         }
     };
     let mac_key = ctx.mac_key()?;
+    ctx.policy.warn_missing();
     let daemon_ctx = crate::daemon::DaemonContext {
         mac_key,
         cfg: ctx.cfg,

@@ -5,13 +5,16 @@ use std::time::Instant;
 
 use super::setup::{print_stdout, Context};
 use super::{CmdError, Exit};
+use crate::config::ConfigError;
 use crate::event::{display_path, Event, EventKind, Source};
 use crate::pipeline::Mode;
 use crate::store::StoreError;
+use crate::timefmt::{human_bytes, human_secs, plural};
 
 /// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
 pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
+    ensure_coverage(ctx)?;
     let store = crate::store::Store::open_bulk(&ctx.cfg.daemon.database).await?;
     store.ensure_no_daemon().await?;
     if store.has_baseline().await? && !force {
@@ -32,21 +35,23 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     let report = report?;
     store.end_bulk().await?;
     store.close().await;
+    let took = started.elapsed();
     tracing::debug!(
         entries = report.entries,
         hashed = report.hashed,
-        seconds = started.elapsed().as_secs_f64(),
+        took = %human_secs(took),
         "baseline built"
     );
-    if std::io::stderr().is_terminal() {
-        eprintln!(
-            "fimd: baseline of {} entries ({} files hashed) in {:.2} s: {}",
-            report.entries,
-            report.hashed,
-            started.elapsed().as_secs_f64(),
-            ctx.cfg.daemon.database.display()
-        );
-    }
+    // Always (also from cron or a script): what init did, on stderr.
+    let size = std::fs::metadata(&ctx.cfg.daemon.database).map_or(0, |m| m.len());
+    eprintln!(
+        "fimd: baseline of {} ({} hashed) in {}; database {} ({})",
+        plural(report.entries as usize, "entry", "entries"),
+        plural(report.hashed as usize, "file", "files"),
+        human_secs(took),
+        display_path(&ctx.cfg.daemon.database),
+        human_bytes(size)
+    );
     Ok(Exit::Clean)
 }
 
@@ -55,6 +60,7 @@ const CHECK_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(20)
 
 /// `check [--json] [--dry-run] [--full]`: one full scan; exit code = OR of the change bits.
 pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Result<Exit, CmdError> {
+    ensure_coverage(ctx)?;
     let store = if dry_run {
         let store = ctx.open_existing_store().await?;
         store.use_key_read_only(ctx.mac_key()?).await?;
@@ -103,11 +109,11 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     print_stdout(&out)?;
     if !report.events.is_empty() || std::io::stderr().is_terminal() {
         eprintln!(
-            "fimd: {} ({} entries, {} hashed, {:.2} s{})",
+            "fimd: {} ({}, {} hashed, {}{})",
             summary(&report.events),
-            report.entries,
+            plural(report.entries as usize, "entry", "entries"),
             report.hashed,
-            started.elapsed().as_secs_f64(),
+            human_secs(started.elapsed()),
             if dry_run {
                 ", dry run: nothing recorded"
             } else {
@@ -119,6 +125,28 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
         0 => Exit::Clean,
         bits => Exit::Changes(bits),
     })
+}
+
+/// Warn about each missing watch path; fail (exit 17) when none exists at all, rather than
+/// build or compare an empty baseline.
+fn ensure_coverage(ctx: &Context) -> Result<(), CmdError> {
+    ctx.policy.warn_missing();
+    if ctx.policy.nothing_exists() {
+        let paths: Vec<String> = ctx
+            .policy
+            .missing()
+            .iter()
+            .map(|w| display_path(&w.configured))
+            .collect();
+        return Err(CmdError::Config(ConfigError::Invalid {
+            path: ctx.config_path.clone(),
+            message: format!(
+                "no watch path exists ({}): nothing would be monitored",
+                paths.join(", ")
+            ),
+        }));
+    }
+    Ok(())
 }
 
 /// `medium   modified  /etc/ssh/sshd_config  (sha256 size mtime)  -- locally modified conffile
@@ -174,8 +202,8 @@ fn summary(events: &[Event]) -> String {
         r => format!(", {r} renamed"),
     };
     format!(
-        "{} changes: {} added, {} removed, {} modified{renamed}",
-        events.len(),
+        "{}: {} added, {} removed, {} modified{renamed}",
+        plural(events.len(), "change", "changes"),
         n(EventKind::Added),
         n(EventKind::Removed),
         n(EventKind::Modified)

@@ -94,6 +94,7 @@ impl Context {
 
 /// `config-check`: the config is valid (or we never got here); print what it means.
 pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
+    ctx.policy.warn_missing();
     let mut out = String::new();
     let cfg = &ctx.cfg;
     let source = if ctx.config_found {
@@ -116,7 +117,11 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
         .watches
         .split_at(cfg.watch.len().min(ctx.policy.watches.len()));
     for w in watches {
-        let state = if w.exists { "" } else { " (missing)" };
+        let state = match (w.exists, w.optional) {
+            (true, _) => "",
+            (false, false) => " (missing: nothing is monitored there)",
+            (false, true) => " (missing, optional)",
+        };
         let canon = if w.root != w.configured {
             format!(" -> {}", display_path(&w.root))
         } else {
@@ -193,8 +198,40 @@ pub fn config_check(ctx: &Context) -> Result<Exit, CmdError> {
                 .join(", ")
         }
     );
+    out += &secret_lines(ctx);
     print_stdout(&out)?;
     Ok(Exit::Clean)
+}
+
+/// `config-check`'s `secrets:` section: each reference, its store, the identity used and
+/// whether it resolved. Never a value.
+fn secret_lines(ctx: &Context) -> String {
+    let mut lines: Vec<String> = ctx.sinks.references().iter().map(|r| r.line()).collect();
+    if let Some(key) = &ctx.cfg.store.hmac_key {
+        if let Ok(r) = crate::secrets::parse(key.expose()) {
+            if r != crate::secrets::Reference::Literal {
+                let state = match ctx.mac_key() {
+                    Ok(_) => "resolved".to_string(),
+                    Err(e) => format!("FAILED: {e}"),
+                };
+                lines.push(format!(
+                    "store.hmac_key = {} (store {}, identity {}): {state}",
+                    key.expose(),
+                    r.store(),
+                    r.identity()
+                ));
+            }
+        }
+    }
+    let identity =
+        crate::secrets::identity().unwrap_or_else(|| "system-assigned / default".to_string());
+    match lines.is_empty() {
+        true => "secrets: no references\n".to_string(),
+        false => format!(
+            "secrets (managed identity: {identity}):\n{}",
+            lines.iter().map(|l| format!("  {l}\n")).collect::<String>()
+        ),
+    }
 }
 
 /// Print to stdout; a closed pipe (`fimd events | head`) is not an error worth a message.
@@ -221,10 +258,16 @@ pub fn build_sinks(
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
     alert::apply_overrides(&mut cfg.notify, flags, credentials.as_deref())
         .map_err(|e| invalid(e.to_string()))?;
-    Sinks::from_config(&cfg.notify, &cfg.host()).map_err(|e| match e {
-        alert::AlertError::Config { .. } => CmdError::Config(invalid(e.to_string())),
-        other => CmdError::Io(other.to_string()),
-    })
+    // Secret references (in the file, flags, environment or credentials) become their values
+    // here; the config as written is kept for fetching them again after a 401/403.
+    let raw = cfg.notify.clone();
+    let references = crate::secrets::resolve_notify(&mut cfg.notify).map_err(invalid)?;
+    Sinks::from_config(&cfg.notify, &cfg.host())
+        .map(|s| s.with_references(raw, references))
+        .map_err(|e| match e {
+            alert::AlertError::Config { .. } => CmdError::Config(invalid(e.to_string())),
+            other => CmdError::Io(other.to_string()),
+        })
 }
 
 fn sink_flags(a: &SinkArgs) -> SinkFlags {

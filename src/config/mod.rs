@@ -101,6 +101,9 @@ pub struct DaemonConfig {
     pub host: String,
     /// Log level (`error`, `warn`, `info`, `debug`, `trace`); `RUST_LOG` overrides it.
     pub log_level: String,
+    /// Who made each real-time change: `auto` (fanotify when allowed, else inotify without
+    /// actors), `off`, or `require` (refuse to start without it).
+    pub whodata: String,
 }
 
 impl Default for DaemonConfig {
@@ -114,6 +117,7 @@ impl Default for DaemonConfig {
             low_priority: true,
             host: String::new(),
             log_level: "info".to_string(),
+            whodata: "auto".to_string(),
         }
     }
 }
@@ -154,6 +158,9 @@ pub struct WatchConfig {
     /// `high` or `critical`: the lowest severity of an unexplained change below this watch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
+    /// A path that may not exist on every machine: no warning when it is missing.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 fn yes() -> bool {
@@ -307,6 +314,15 @@ fn watch(path: &str, extensions: &[&str], include: &[&str], exclude: &[&str]) ->
         include: strings(include),
         exclude: strings(exclude),
         severity: None,
+        optional: false,
+    }
+}
+
+/// Like [`watch`], for a path many machines do not have.
+fn optional(path: &str) -> WatchConfig {
+    WatchConfig {
+        optional: true,
+        ..watch(path, &[], &[], &[])
     }
 }
 
@@ -357,34 +373,38 @@ pub fn default_watches() -> Vec<WatchConfig> {
             ],
             &["/etc/mtab", "/etc/ld.so.cache", "/etc/adjtime"],
         ),
-        watch("/lib/systemd/system", &[], &[], &[]),
-        watch("/usr/lib/systemd/system", &[], &[], &[]),
+        optional("/lib/systemd/system"),
+        optional("/usr/lib/systemd/system"),
         watch("/usr/bin", &[], &[], &[]),
         watch("/usr/sbin", &[], &[], &[]),
-        watch("/usr/local/bin", &[], &[], &[]),
-        watch("/usr/local/sbin", &[], &[], &[]),
-        watch("/boot", &[], &[], &[]),
-        watch("/usr/lib/x86_64-linux-gnu/security", &[], &[], &[]),
-        watch("/usr/lib64/security", &[], &[], &[]),
-        watch(
-            "/var/lib/dpkg/info",
-            &[
-                ".md5sums",
-                ".list",
-                ".conffiles",
-                ".preinst",
-                ".postinst",
-                ".prerm",
-                ".postrm",
-                ".triggers",
-            ],
-            &[],
-            &[],
-        ),
-        watch("/var/lib/rpm", &[], &[], &[]),
-        watch("/usr/lib/sysimage/rpm", &[], &[], &[]),
-        watch("/var/spool/cron", &[], &[], &[]),
-        watch("/usr/local/nagios/etc", &[], &[], &[]),
+        optional("/usr/local/bin"),
+        optional("/usr/local/sbin"),
+        optional("/boot"),
+        optional("/usr/lib/x86_64-linux-gnu/security"),
+        optional("/usr/lib64/security"),
+        WatchConfig {
+            optional: true,
+            ..watch(
+                "/var/lib/dpkg/info",
+                &[
+                    ".md5sums",
+                    ".list",
+                    ".conffiles",
+                    ".preinst",
+                    ".postinst",
+                    ".prerm",
+                    ".postrm",
+                    ".triggers",
+                ],
+                &[],
+                &[],
+            )
+        },
+        optional("/var/lib/rpm"),
+        optional("/usr/lib/sysimage/rpm"),
+        optional("/var/spool/cron"),
+        optional("/usr/local/nagios/etc"),
+        optional("/etc/fimd"),
         watch(
             "/root",
             &[],
@@ -395,7 +415,17 @@ pub fn default_watches() -> Vec<WatchConfig> {
                 "/root/.cargo/git/**",
                 "/root/.rustup/**",
                 "/root/.npm/**",
+                "/root/.nvm/**",
+                "/root/.pyenv/**",
+                "/root/.rbenv/**",
+                "/root/.local/lib/**",
+                "/root/.local/share/virtualenvs/**",
                 "/root/.local/share/Trash/**",
+                "/root/go/pkg/**",
+                "/root/.m2/**",
+                "/root/.gradle/**",
+                "**/node_modules/**",
+                "**/__pycache__/**",
                 ".bash_history",
                 ".zsh_history",
                 ".python_history",
@@ -437,11 +467,25 @@ impl Config {
                 .span()
                 .map(|span| line_col(text, span.start))
                 .unwrap_or((1, 1));
+            let mut message = e.message().trim().to_string();
+            // `[watch]` where `[[watch]]` is meant: name the key and the fix.
+            let header = text.lines().nth(line.saturating_sub(1)).unwrap_or("").trim();
+            if message.contains("expected a sequence") && !header.starts_with("[[") {
+                if let Some(key) = header
+                    .strip_prefix('[')
+                    .and_then(|h| h.split(']').next())
+                    .map(str::trim)
+                {
+                    message = format!(
+                        "[{key}] must be written [[{key}]]: it is a list of tables, one per entry ({message})"
+                    );
+                }
+            }
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })
     }
@@ -461,6 +505,12 @@ impl Config {
         if self.daemon.database.as_os_str().is_empty() {
             return Err(bad("daemon.database must not be empty".into()));
         }
+        if !["auto", "off", "require"].contains(&self.daemon.whodata.as_str()) {
+            return Err(bad(format!(
+                "daemon.whodata {:?} is not one of auto, off, require",
+                self.daemon.whodata
+            )));
+        }
         if self.daemon.log_level.parse::<tracing::Level>().is_err() {
             return Err(bad(format!(
                 "daemon.log_level {:?} is not one of error, warn, info, debug, trace",
@@ -468,6 +518,13 @@ impl Config {
             )));
         }
         for (i, w) in self.watch.iter().enumerate() {
+            let text = w.path.as_os_str().as_encoded_bytes();
+            if text.iter().any(|b| b"*?[]{}".contains(b)) {
+                return Err(bad(format!(
+                    "watch[{i}].path {:?}: watch paths are literal; put patterns in include",
+                    w.path
+                )));
+            }
             if !w.path.is_absolute() {
                 return Err(bad(format!(
                     "watch[{i}].path {:?} must be absolute",
@@ -539,11 +596,18 @@ impl Config {
 
 /// The kernel's host name, or `localhost` when it cannot be read.
 pub fn system_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+    // uname(2), not /proc/sys/kernel/hostname: the unit hides /proc's non-process files
+    // (ProcSubset=pid).
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
 }
 
 /// 1-based line and column of a byte offset.
@@ -648,5 +712,27 @@ mod tests {
             .to_string()
             .contains("absolute"));
         assert!(Config::default().validate(Path::new("f")).is_ok());
+    }
+
+    #[test]
+    fn single_bracket_watch_names_the_key_and_the_fix() {
+        let text = "[daemon]\nhost = \"h\"\n\n[watch]\npath = \"/etc\"\n";
+        let msg = Config::parse(text, Path::new("f"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("f:4:"), "{msg}");
+        assert!(msg.contains("[[watch]]"), "{msg}");
+    }
+
+    #[test]
+    fn watch_paths_with_glob_characters_are_invalid() {
+        for path in ["/etc/*.conf", "/srv/**", "/etc/nginx?", "/etc/[ab]"] {
+            let mut cfg = Config::default();
+            cfg.watch[0].path = PathBuf::from(path);
+            let err = cfg.validate(Path::new("f")).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{path}: {err}");
+            assert!(err.to_string().contains("include"), "{err}");
+        }
     }
 }

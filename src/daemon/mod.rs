@@ -1,9 +1,9 @@
 //! `fimd run`: the long-running service. This file owns the main loop; one job per file:
-//! `watcher` (notify/inotify), `debounce` (pure per-path state), `worker` (the pipeline task,
+//! `watcher` (inotify), `debounce` (pure per-path state), `worker` (the pipeline task,
 //! sole writer of baseline and events), `reload` (SIGHUP), `sdnotify` (systemd protocol).
 //!
 //! ```text
-//! notify thread -try_send-> [bounded WatchMsg] -> main loop: debounce, rescan timer, SIGHUP
+//! inotify thread -try_send-> [bounded WatchMsg] -> main loop: debounce, rescan timer, SIGHUP
 //!      (Full -> overflow flag -> full rescan)          | reserve/send
 //!                                                     v
 //!                                  [bounded Work (1)] -> worker: Pipeline -> SQLite -> journal
@@ -14,15 +14,18 @@
 //! (the injected future: SIGTERM/SIGINT in the binary) sends `STOPPING=1`, drops the watcher,
 //! lets the worker finish its open transaction and returns within about 5 s.
 
+pub mod actor;
 mod debounce;
+pub mod fanotify;
 mod reload;
 mod sdnotify;
 mod watcher;
+pub mod whodata;
 mod worker;
 
 pub use debounce::Debouncer;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +40,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::{SinkFlags, Sinks};
 use crate::config::Config;
-use crate::event::display_path;
+use crate::event::{display_path, Actor};
 use crate::pipeline::Pipeline;
 use crate::policy::Policy;
 use crate::store::{Store, StoreError};
@@ -65,23 +68,43 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot start the inotify watcher: {0}")]
-    Watch(#[from] notify::Error),
+    Watch(#[from] std::io::Error),
     #[error("{0}")]
     Io(String),
 }
 
-/// Messages taken from the notify thread's channel (16 Ki messages).
+/// Messages taken from the inotify thread's channel (16 Ki messages).
 const RAW_CAPACITY: usize = 16_384;
 /// Paths held by the debouncer, and paths waiting for the worker (each bound).
 const MAX_PENDING: usize = 65_536;
 /// Paths handed to the worker in one unit of work.
 const BATCH_PATHS: usize = 8_192;
-/// The least time between two full rescans owed to kernel queue overflows. fimd's own reads
-/// queue IN_OPEN events (notify's mask has no way to leave them out), so a rescan can itself
-/// overflow a small queue; without this pause that would be a rescan loop.
+/// The least time between two full rescans owed to kernel queue overflows: a storm of real
+/// changes that keeps overflowing the queue costs one rescan per 10 s, not a rescan loop.
 const OVERFLOW_COOLDOWN: Duration = Duration::from_secs(10);
 /// Total time allowed for a clean stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_millis(4_500);
+
+/// The real-time backend `[daemon] whodata` asks for: the fanotify group made at start
+/// (who-data), or inotify and why (`auto` falls back; `require` refuses to start).
+fn choose_backend(whodata: &str) -> Result<(Option<fanotify::Fanotify>, String), DaemonError> {
+    match whodata::Mode::parse(whodata).unwrap_or(whodata::Mode::Auto) {
+        whodata::Mode::Off => {
+            drop(whodata::take());
+            Ok((None, "inotify (who-data off in the config)".to_string()))
+        }
+        mode => match whodata::take() {
+            Ok(fan) => Ok((Some(fan), "fanotify (who-data)".to_string())),
+            Err(why) if mode == whodata::Mode::Require => Err(DaemonError::Io(format!(
+                "who-data is required ([daemon] whodata = \"require\") but unavailable: {why}"
+            ))),
+            Err(why) => {
+                tracing::info!(reason = %why, "who-data unavailable: changes are reported without who made them");
+                Ok((None, format!("inotify (who-data unavailable: {why})")))
+            }
+        },
+    }
+}
 
 /// Work decided by the main loop, waiting for the worker (which takes one unit at a time).
 #[derive(Default)]
@@ -89,6 +112,8 @@ struct Ready {
     reload: Option<Work>,
     full: Option<Reason>,
     paths: BTreeSet<PathBuf>,
+    /// Who last changed each pending path (who-data): the last writer wins.
+    actors: HashMap<PathBuf, Actor>,
 }
 
 impl Ready {
@@ -104,6 +129,7 @@ impl Ready {
         }
         if let Some(reason) = self.full.take() {
             self.paths.clear();
+            self.actors.clear();
             return Some(Work::FullRescan(reason));
         }
         if self.paths.is_empty() {
@@ -117,7 +143,14 @@ impl Ready {
             None => BTreeSet::new(),
         };
         let batch = std::mem::replace(&mut self.paths, rest);
-        Some(Work::Paths(batch.into_iter().collect()))
+        let actors = batch
+            .iter()
+            .filter_map(|p| self.actors.remove(p).map(|a| (p.clone(), a)))
+            .collect();
+        Some(Work::Paths {
+            paths: batch.into_iter().collect(),
+            actors,
+        })
     }
 }
 
@@ -146,6 +179,8 @@ struct Daemon {
     overflow_due: Option<Instant>,
     /// When the last rescan owed to an overflow was queued (see [`OVERFLOW_COOLDOWN`]).
     last_overflow_rescan: Option<Instant>,
+    /// Real-time events come from fanotify (who-data), not inotify.
+    fanotify: bool,
 }
 
 /// Run the daemon until `shutdown` completes (or the worker fails).
@@ -170,11 +205,16 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let (raw_tx, mut raw_rx) = mpsc::channel::<WatchMsg>(RAW_CAPACITY);
     let overflow = Arc::new(AtomicBool::new(false));
+    let (fan, backend) = choose_backend(&ctx.cfg.daemon.whodata)?;
+    let fanotify = fan.is_some();
+    tracing::info!(backend = %backend, "real-time change source");
+    store.set_meta("daemon.backend", &backend).await?;
     let watches = Watches::new(
         ctx.policy.clone(),
         ctx.cfg.daemon.database.clone(),
         raw_tx,
         overflow.clone(),
+        fan,
     )?;
     let interval = ctx.cfg.daemon.rescan_interval;
     let mut d = Daemon {
@@ -195,6 +235,7 @@ pub async fn run(
         tracker: tracker.clone(),
         alert_token: token.child_token(),
         overflow_due: None,
+        fanotify,
         last_overflow_rescan: None,
     };
     // Watches first: a change during the startup scan is then never missed.
@@ -332,8 +373,10 @@ impl Daemon {
             .last_overflow_rescan
             .map_or(now, |t| (t + OVERFLOW_COOLDOWN).max(now));
         tracing::warn!(
-            rescan_in = %humantime::format_duration(Duration::from_millis((at - now).as_millis() as u64)),
-            "inotify queue overflowed (IN_Q_OVERFLOW): changes since the last event may be unrecorded; a full rescan will close the gap"
+            rescan_in = %crate::timefmt::human_secs(at - now),
+            "{} queue overflowed ({}): changes since the last event may be unrecorded; a full rescan will close the gap",
+            if self.fanotify { "fanotify" } else { "inotify" },
+            if self.fanotify { "FAN_Q_OVERFLOW" } else { "IN_Q_OVERFLOW" },
         );
         self.overflow_due = Some(at);
     }
@@ -342,13 +385,22 @@ impl Daemon {
     fn full_rescan(&mut self, reason: Reason) {
         self.debouncer.clear();
         self.ready.paths.clear();
+        self.ready.actors.clear();
         self.ready.full = Some(reason);
     }
 
     async fn on_watch_msg(&mut self, msg: WatchMsg) {
         match msg {
-            WatchMsg::Paths { paths, anchors } => {
+            WatchMsg::Paths {
+                paths,
+                anchors,
+                actors,
+            } => {
                 let now = Instant::now();
+                // Bounded like the debouncer: at most one actor per pending path.
+                if self.ready.actors.len() < MAX_PENDING {
+                    self.ready.actors.extend(actors);
+                }
                 for p in paths {
                     if !self.debouncer.add(p, now) {
                         tracing::warn!(
@@ -424,8 +476,16 @@ impl Daemon {
     /// SIGHUP: reload the config; on error keep the running one (one error line).
     async fn reload_config(&mut self) {
         sdnotify::reloading();
-        let loaded = reload::load(&self.config_path, self.config_explicit, &self.flags)
-            .map_err(|e| e.to_string())
+        // Off the main loop: the secret stores may take a while to answer.
+        let (path, explicit, flags) = (
+            self.config_path.clone(),
+            self.config_explicit,
+            self.flags.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || reload::load(&path, explicit, &flags))
+            .await
+            .map_err(|e| format!("the reload task failed: {e}"))
+            .and_then(|r| r)
             .and_then(|(cfg, policy, sinks)| {
                 let pipeline = self
                     .pipeline(&cfg, &policy, sinks.names())

@@ -22,6 +22,7 @@ pub fn load(
     for w in &policy.warnings {
         tracing::warn!("{w}");
     }
+    policy.warn_missing();
     Ok((cfg, Arc::new(policy), sinks))
 }
 

@@ -8,7 +8,7 @@
 //! unit of work is retried as a full rescan with backoff, and five failures in a row end the
 //! daemon with an error (systemd's `Restart=on-failure` takes over).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{reload, sdnotify};
-use crate::event::Source;
+use crate::event::{Actor, Source};
 use crate::pipeline::{Mode, Pipeline, ScanReport};
 use crate::policy::Policy;
 use crate::store::StoreError;
@@ -26,8 +26,11 @@ use crate::timefmt::{now_ns, rfc3339_ns};
 
 /// One unit of work for the pipeline task.
 pub enum Work {
-    /// Debounced paths from inotify.
-    Paths(Vec<PathBuf>),
+    /// Debounced paths from the real-time watcher, with who changed them (who-data).
+    Paths {
+        paths: Vec<PathBuf>,
+        actors: HashMap<PathBuf, Actor>,
+    },
     /// A full rescan, and why.
     FullRescan(Reason),
     /// A new config: its pipeline, and the policy it replaces (to find newly monitored files).
@@ -106,6 +109,8 @@ pub struct Worker {
     /// Changes the explain stage deferred (a package transaction runs), by source: scanned
     /// again at `retry_at`.
     deferred: BTreeMap<PathBuf, Source>,
+    /// The actors of deferred real-time changes.
+    deferred_actors: HashMap<PathBuf, Actor>,
     retry_at: Option<tokio::time::Instant>,
 }
 
@@ -133,6 +138,7 @@ impl Worker {
             watches_counted: None,
             failures: 0,
             deferred: BTreeMap::new(),
+            deferred_actors: HashMap::new(),
             retry_at: None,
         }
     }
@@ -216,7 +222,7 @@ impl Worker {
         tracing::info!(
             entries = report.entries,
             hashed = report.hashed,
-            seconds = started.elapsed().as_secs_f64(),
+            took = %crate::timefmt::human_secs(started.elapsed()),
             "baseline built"
         );
         store
@@ -228,14 +234,24 @@ impl Worker {
 
     async fn handle(&mut self, work: Work) -> Result<(), StoreError> {
         match work {
-            Work::Paths(paths) => {
+            Work::Paths { paths, actors } => {
                 // A whole tree moved in is one unit of work: keep the watchdog fed meanwhile.
                 let hb = &self.heartbeat;
+                self.pipeline.set_actors(actors);
                 let report = self
                     .pipeline
                     .scan_paths(Mode::Record, paths, Source::Inotify, &|_| hb.beat(None))
-                    .await?;
+                    .await;
+                // Actors not used (deferred paths) wait with their paths; none may leak into
+                // a rescan's events.
+                let mut left = self.pipeline.take_actors();
+                let report = report?;
                 log_report("inotify", &report);
+                for p in &report.deferred {
+                    if let Some(a) = left.remove(p) {
+                        self.deferred_actors.insert(p.clone(), a);
+                    }
+                }
                 self.defer(report.deferred, Source::Inotify);
                 Ok(())
             }
@@ -250,10 +266,19 @@ impl Worker {
                 }
                 for (_, (source, paths)) in by_source {
                     let hb = &self.heartbeat;
+                    let actors = paths
+                        .iter()
+                        .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
+                        .collect();
+                    self.pipeline.set_actors(actors);
                     let report = self
                         .pipeline
                         .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
-                        .await?;
+                        .await;
+                    for (p, a) in self.pipeline.take_actors() {
+                        self.deferred_actors.insert(p, a);
+                    }
+                    let report = report?;
                     log_report("deferred", &report);
                     self.defer(report.deferred, source);
                 }
@@ -313,7 +338,7 @@ impl Worker {
             entries = report.entries,
             hashed = report.hashed,
             changes = report.events.len(),
-            seconds = started.elapsed().as_secs_f64(),
+            took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
         sdnotify::status(&format!("watching; last full rescan {now}"));

@@ -89,6 +89,8 @@ struct Slot {
 /// waiting for a transaction to settle.
 pub struct Explainer {
     slots: Mutex<Vec<Slot>>,
+    /// What to load at the first use ([`Explainer::slots`]).
+    pending: Mutex<Option<PackagesConfig>>,
     policy: Arc<Policy>,
     /// The file system the package databases describe; path rules look at paths below it.
     root: PathBuf,
@@ -115,6 +117,7 @@ impl Explainer {
     pub fn without_packages(policy: Arc<Policy>) -> Explainer {
         Explainer {
             slots: Mutex::new(Vec::new()),
+            pending: Mutex::new(None),
             policy,
             root: PathBuf::from("/"),
             settle: Duration::ZERO,
@@ -139,6 +142,7 @@ impl Explainer {
             .collect();
         Explainer {
             slots: Mutex::new(slots),
+            pending: Mutex::new(None),
             policy,
             root,
             settle,
@@ -146,45 +150,13 @@ impl Explainer {
         }
     }
 
-    /// Load the package databases `[packages]` names (blocking: reads them whole). A missing
-    /// database is skipped silently (packages are "off automatically"); an unreadable one is
-    /// a warning and skipped.
+    /// The explain stage for `[packages]`. The databases are read at the first use (the first
+    /// change to explain or baseline row to stamp), so a `check` that finds nothing changed
+    /// never reads them.
     pub fn load(cfg: &PackagesConfig, policy: Arc<Policy>) -> Explainer {
-        let mut slots = Vec::new();
-        if cfg.enabled {
-            let admin = cfg.dpkg_admin_dir();
-            if admin.join("status").is_file() {
-                let tracked = [admin.join("status"), admin.join("diversions")];
-                let fresh = fresh::Freshness::new(&tracked, &[admin.join("info")]);
-                match DpkgIndex::load(&admin, &cfg.root) {
-                    Ok(db) => slots.push(Slot {
-                        db: Box::new(db),
-                        fresh,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(admin_dir = %admin.display(), error = %e, "cannot load the dpkg database; changes are not checked against it")
-                    }
-                }
-            }
-            if let Some(dir) = cfg
-                .rpm_db_dir()
-                .filter(|d| d.join("rpmdb.sqlite").is_file())
-            {
-                let tracked = [dir.join("rpmdb.sqlite"), dir.join("rpmdb.sqlite-wal")];
-                let fresh = fresh::Freshness::new(&tracked, &[]);
-                match RpmIndex::load(&dir, &cfg.root) {
-                    Ok(db) => slots.push(Slot {
-                        db: Box::new(db),
-                        fresh,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(rpm_db = %dir.display(), error = %e, "cannot load the rpm database; changes are not checked against it")
-                    }
-                }
-            }
-        }
         Explainer {
-            slots: Mutex::new(slots),
+            slots: Mutex::new(Vec::new()),
+            pending: Mutex::new(cfg.enabled.then(|| cfg.clone())),
             policy,
             root: cfg.root.clone(),
             settle: cfg.settle,
@@ -192,9 +164,18 @@ impl Explainer {
         }
     }
 
+    /// The loaded databases (reading them first if this is the first use).
+    fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
+        let mut slots = lock(&self.slots);
+        if let Some(cfg) = lock(&self.pending).take() {
+            *slots = load_slots(&cfg);
+        }
+        slots
+    }
+
     /// `dpkg (84213 paths), rpm (0 paths)` or `none`, for the startup log and `status`.
     pub fn describe(&self) -> String {
-        let slots = lock(&self.slots);
+        let slots = self.slots();
         if slots.is_empty() {
             return "none".to_string();
         }
@@ -208,7 +189,7 @@ impl Explainer {
     /// Reload what changed in the package databases since the last call (a few `stat`s when
     /// nothing did). Call before explaining a batch.
     pub fn refresh(&self) {
-        for slot in lock(&self.slots).iter_mut() {
+        for slot in self.slots().iter_mut() {
             let n = slot.fresh.update(slot.db.as_mut());
             if n > 0 {
                 tracing::debug!(
@@ -222,7 +203,7 @@ impl Explainer {
 
     /// The stamp to keep with a baseline row of `path` (None: no package knows it).
     pub fn stamp(&self, path: &Path) -> Option<String> {
-        let slots = lock(&self.slots);
+        let slots = self.slots();
         for slot in slots.iter() {
             let db = slot.db.as_ref();
             let manager = db.manager().as_str().to_string();
@@ -282,7 +263,7 @@ impl Explainer {
 
     /// What the package databases say about this change.
     fn package_verdict(&self, c: &Change) -> PkgVerdict {
-        let slots = lock(&self.slots);
+        let slots = self.slots();
         let any_running = || slots.iter().any(|s| s.db.transaction_running());
         let old_stamp = Stamp::parse(c.old.and_then(|o| o.package.as_deref()));
         for slot in slots.iter() {
@@ -556,7 +537,7 @@ impl Explainer {
     }
 
     fn in_repository(&self, p: &PackageInfo) -> Option<bool> {
-        let slots = lock(&self.slots);
+        let slots = self.slots();
         slots
             .iter()
             .find(|s| s.db.manager().as_str() == p.manager)
@@ -626,6 +607,49 @@ impl Explainer {
         };
         self.rate(&change, &PkgVerdict::None)
     }
+}
+
+/// Read the package databases `cfg` names (blocking: reads them whole). A missing database
+/// is skipped silently (packages are "off automatically"); an unreadable one is a warning
+/// and skipped.
+fn load_slots(cfg: &PackagesConfig) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    if cfg.enabled {
+        let admin = cfg.dpkg_admin_dir();
+        if admin.join("status").is_file() {
+            // dpkg's journal (`updates/`) holds the new version and conffile digests
+            // while a transaction runs; `status` gets them only at its end.
+            let tracked = [admin.join("status"), admin.join("diversions")];
+            let dirs = [admin.join("info"), admin.join("updates")];
+            let fresh = fresh::Freshness::new(&tracked, &dirs);
+            match DpkgIndex::load(&admin, &cfg.root) {
+                Ok(db) => slots.push(Slot {
+                    db: Box::new(db),
+                    fresh,
+                }),
+                Err(e) => {
+                    tracing::warn!(admin_dir = %admin.display(), error = %e, "cannot load the dpkg database; changes are not checked against it")
+                }
+            }
+        }
+        if let Some(dir) = cfg
+            .rpm_db_dir()
+            .filter(|d| d.join("rpmdb.sqlite").is_file())
+        {
+            let tracked = [dir.join("rpmdb.sqlite"), dir.join("rpmdb.sqlite-wal")];
+            let fresh = fresh::Freshness::new(&tracked, &[]);
+            match RpmIndex::load(&dir, &cfg.root) {
+                Ok(db) => slots.push(Slot {
+                    db: Box::new(db),
+                    fresh,
+                }),
+                Err(e) => {
+                    tracing::warn!(rpm_db = %dir.display(), error = %e, "cannot load the rpm database; changes are not checked against it")
+                }
+            }
+        }
+    }
+    slots
 }
 
 /// The package side of a change.

@@ -144,6 +144,7 @@ fn rig(settle: Duration, watch_floor: Option<Severity>) -> Rig {
         include: vec![],
         exclude: vec![],
         severity: watch_floor,
+        optional: false,
     }];
     let policy = crate::policy::Policy::from_config(&cfg, Path::new("test")).expect("policy");
     let explainer = Explainer::with_databases(vec![Box::new(db)], root, settle, Arc::new(policy));

@@ -474,8 +474,23 @@ fn canonical_alias(aliases: &[(PathBuf, PathBuf)], path: &Path) -> Option<PathBu
     })
 }
 
-/// Read every `(hnum, blob)` of `Packages`, in `hnum` order, read-only.
-fn read_headers(db_file: &Path, mut each: impl FnMut(i64, &[u8])) -> std::io::Result<()> {
+/// Read every `(hnum, blob)` of `Packages`, in `hnum` order, read-only. The read runs on a
+/// thread of its own with its own small runtime, so this works from any thread: a plain one,
+/// a runtime's blocking pool, or an async task (where starting a runtime would panic).
+fn read_headers(db_file: &Path, each: impl FnMut(i64, &[u8]) + Send) -> std::io::Result<()> {
+    std::thread::scope(|s| {
+        s.spawn(|| read_headers_here(db_file, each))
+            .join()
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::other(format!(
+                    "rpmdb {}: the reader thread failed",
+                    db_file.display()
+                )))
+            })
+    })
+}
+
+fn read_headers_here(db_file: &Path, mut each: impl FnMut(i64, &[u8])) -> std::io::Result<()> {
     use futures_util::TryStreamExt;
     use sqlx::sqlite::SqliteConnectOptions;
     use sqlx::{ConnectOptions, Connection, Row};

@@ -8,6 +8,7 @@
 //! Cancellation (the daemon's SIGTERM) is honoured only between committed batches.
 
 mod record;
+mod renames;
 mod sorted;
 mod targeted;
 
@@ -28,6 +29,7 @@ use crate::state::{FileKind, Recorded};
 use crate::store::{Batch, Store, StoreError};
 use crate::timefmt::{now_ns, rfc3339_ns};
 use record::Draft;
+use renames::Renames;
 
 /// What a scan does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,9 @@ pub struct Pipeline {
     cancel: CancellationToken,
     /// Woken after a commit that queued alerts (the daemon's outbox worker).
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Who changed the paths of the next targeted scan (who-data), taken as their events
+    /// are built ([`Pipeline::set_actors`]).
+    actors: std::sync::Mutex<HashMap<PathBuf, crate::event::Actor>>,
 }
 
 /// Produces the paths of one scan on a blocking thread, calling `visit` for each (false: stop).
@@ -130,6 +135,7 @@ impl Pipeline {
             pool: Arc::new(pool),
             cancel: CancellationToken::new(),
             wake: None,
+            actors: std::sync::Mutex::default(),
         })
     }
 
@@ -172,6 +178,22 @@ impl Pipeline {
         StoreError::Corrupt {
             path: self.store.path().to_path_buf(),
             message: format!("{what} task failed: {e}"),
+        }
+    }
+
+    /// The actors of the paths the next scan looks at (the daemon's real-time events).
+    pub fn set_actors(&self, actors: HashMap<PathBuf, crate::event::Actor>) {
+        match self.actors.lock() {
+            Ok(mut a) => *a = actors,
+            Err(poisoned) => *poisoned.into_inner() = actors,
+        }
+    }
+
+    /// The actors [`Pipeline::set_actors`] gave that no event used.
+    pub fn take_actors(&self) -> HashMap<PathBuf, crate::event::Actor> {
+        match self.actors.lock() {
+            Ok(mut a) => std::mem::take(&mut *a),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
@@ -263,8 +285,13 @@ impl Pipeline {
         let mut report = ScanReport::default();
         let mut seen: HashSet<PathBuf> = HashSet::new();
         let mut pending = Batch::default();
+        let mut renames = Renames::default();
         while let Some(outcomes) = rx.recv().await {
-            report.entries += outcomes.len() as u64;
+            // Candidates that are not there (a user without authorized_keys) are not entries.
+            report.entries += outcomes
+                .iter()
+                .filter(|o| !matches!(o, Outcome::Vanished(_)))
+                .count() as u64;
             progress(report.entries);
             for o in &outcomes {
                 if !matches!(o, Outcome::Vanished(_)) {
@@ -281,8 +308,15 @@ impl Pipeline {
                     (o, old)
                 })
                 .collect();
-            self.add_outcomes(pairs, mode, source, &mut pending, &mut report.deferred)
-                .await?;
+            self.add_outcomes(
+                pairs,
+                mode,
+                source,
+                &mut pending,
+                &mut report.deferred,
+                &mut renames,
+            )
+            .await?;
             if batch_full(&pending) {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
@@ -296,11 +330,16 @@ impl Pipeline {
         let walk = walker.await.map_err(|e| self.task_failed("scanner", e))?;
         report.errors = walk.errors;
         if report.interrupted {
+            let held = renames.release();
+            self.finish(held, &mut pending, &mut report.deferred)
+                .await?;
             self.flush(&mut pending, mode, &mut report).await?;
             return Ok(report);
         }
         let gone = self.add_gone(&baseline, &seen, &walk, in_scope, mode, source);
-        self.finish(gone, &mut pending, &mut report.deferred)
+        let mut drafts = renames.pair(self, gone);
+        drafts.extend(renames.release());
+        self.finish(drafts, &mut pending, &mut report.deferred)
             .await?;
         pending.meta.extend(meta);
         self.flush(&mut pending, mode, &mut report).await?;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::renames::Renames;
 use super::{Mode, Pipeline, ScanReport};
 use crate::event::{display_path, path_for_json, Event, EventKind, Severity, Source, StateJson};
 use crate::explain::{Change, Explainer, Verdict};
@@ -96,6 +97,7 @@ impl Pipeline {
         source: Source,
         batch: &mut Batch,
         deferred: &mut Vec<PathBuf>,
+        renames: &mut Renames,
     ) -> Result<(), StoreError> {
         // Old texts for the diffs of modified text files, fetched in one query.
         let want_text: Vec<&Path> = outcomes
@@ -139,6 +141,8 @@ impl Pipeline {
                 }
             }
         }
+        // Added files wait for this scan's removals (a pair is one `renamed`).
+        let drafts = renames.hold(drafts);
         self.finish(drafts, batch, deferred).await
     }
 
@@ -153,26 +157,36 @@ impl Pipeline {
         if drafts.is_empty() {
             return Ok(());
         }
-        let explainer = self.explain.clone();
+        let (explainer, pool) = (self.explain.clone(), self.pool.clone());
+        // On the hashing pool: its threads run at low priority when asked (re-reading a
+        // package's file for its MD5 is hashing too), so a package upgrade keeps the CPU.
         drafts = tokio::task::spawn_blocking(move || {
-            explainer.refresh();
-            for d in &mut drafts {
-                d.explain(&explainer);
-            }
+            pool.install(|| {
+                explainer.refresh();
+                for d in &mut drafts {
+                    d.explain(&explainer);
+                }
+            });
             drafts
         })
         .await
         .map_err(|e| self.task_failed("explain", e))?;
+        let mut actors = self.actors.lock().unwrap_or_else(|p| p.into_inner());
         for d in drafts {
             if d.deferred {
                 deferred.push(d.path);
                 continue;
             }
-            if let Some(e) = d.event {
+            if let Some(mut e) = d.event {
+                // Who-data: the last writer of this path (real-time events only).
+                e.actor = actors.remove(&d.path);
                 batch.events.push(e);
             }
             if d.delete {
                 batch.deletes.push(d.path.clone());
+            }
+            if let Some(old) = d.also_delete {
+                batch.deletes.push(old);
             }
             match d.text_put {
                 Some(text) => {
@@ -279,6 +293,7 @@ impl Pipeline {
             event,
             upsert: Some(record),
             delete: false,
+            also_delete: None,
             deferred: false,
             path: s.path,
         })
@@ -335,6 +350,8 @@ pub(super) struct Draft {
     pub upsert: Option<Recorded>,
     /// Delete the baseline row (and its contents).
     pub delete: bool,
+    /// Also delete this other path's row (a rename's old name).
+    pub also_delete: Option<PathBuf>,
     pub text_put: Option<Vec<u8>>,
     pub text_delete: bool,
     /// Set by the explain stage: write nothing now, scan again later.
@@ -351,6 +368,7 @@ impl Draft {
             new: None,
             upsert: None,
             delete: true,
+            also_delete: None,
             text_put: None,
             text_delete: false,
             deferred: false,

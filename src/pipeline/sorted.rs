@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use tokio::sync::mpsc;
 
 use super::record::InFlight;
+use super::renames::Renames;
 use super::{batch_full, Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS};
 use crate::event::Source;
 use crate::scan::{self, Outcome, Seen, WalkReport};
@@ -143,19 +144,31 @@ impl Pipeline {
         };
         let mut report = ScanReport::default();
         let mut pending = Batch::default();
+        let mut renames = Renames::default();
         let mut inflight: InFlight = None;
         let mut completed = false;
         while let Some(item) = rx.recv().await {
             match item {
                 Item::Scanned(pairs) => {
-                    report.entries += pairs.len() as u64;
+                    // Candidates that are not there are not entries (as in `status`).
+                    report.entries += pairs
+                        .iter()
+                        .filter(|(o, _)| !matches!(o, Outcome::Vanished(_)))
+                        .count() as u64;
                     progress(report.entries);
                     report.hashed += pairs
                         .iter()
                         .filter(|(o, _)| matches!(o, Outcome::Entry(s) if s.hashed_at_ns != 0))
                         .count() as u64;
-                    self.add_outcomes(pairs, mode, source, &mut pending, &mut report.deferred)
-                        .await?;
+                    self.add_outcomes(
+                        pairs,
+                        mode,
+                        source,
+                        &mut pending,
+                        &mut report.deferred,
+                        &mut renames,
+                    )
+                    .await?;
                 }
                 Item::Gone(rows) => {
                     let mut rows = rows.into_iter().peekable();
@@ -165,6 +178,7 @@ impl Pipeline {
                             .take(COMMIT_ROWS)
                             .map(|(path, old)| self.removed(path, old, mode, source))
                             .collect();
+                        let drafts = renames.pair(self, drafts);
                         self.finish(drafts, &mut pending, &mut report.deferred)
                             .await?;
                         if pending.deletes.len() >= COMMIT_ROWS {
@@ -197,6 +211,10 @@ impl Pipeline {
         if completed && !report.interrupted {
             pending.meta.extend(meta);
         }
+        // Added files no removal matched.
+        let held = renames.release();
+        self.finish(held, &mut pending, &mut report.deferred)
+            .await?;
         // The last batch (with the scan's meta) commits after every other one, before we return.
         self.settle(&mut report, &mut inflight).await?;
         self.flush(&mut pending, mode, &mut report).await?;

@@ -30,6 +30,8 @@ use tokio::sync::Mutex;
 pub enum StoreError {
     #[error("no database at {0}: run `fimd init` first")]
     NoDatabase(PathBuf),
+    #[error("permission denied: {0} (run as root)")]
+    PermissionDenied(PathBuf),
     #[error("no baseline in {0}: run `fimd init` first")]
     NoBaseline(PathBuf),
     #[error("a baseline already exists in {0}: use `fimd init --force` to replace it")]
@@ -132,6 +134,26 @@ fn start_writeback(file: &std::fs::File) {
     }
 }
 
+/// An I/O error on the database file; "permission denied" says to run as root (the
+/// database is 0600 in a 0700 directory, owned by root).
+fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> StoreError {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        return StoreError::PermissionDenied(path.to_path_buf());
+    }
+    StoreError::Io {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+}
+
+/// SQLite's own message for an unreadable file is "unable to open database file": check first.
+fn readable(path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .map(|_| ())
+        .map_err(|source| io_error(path, "cannot open it", source))
+}
+
 impl Store {
     /// Open or create the database (and its directory, 0700), run migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
@@ -151,11 +173,7 @@ impl Store {
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
-                    .map_err(|source| StoreError::Io {
-                        path: path.to_path_buf(),
-                        what: "cannot create its directory",
-                        source,
-                    })?;
+                    .map_err(|source| io_error(path, "cannot create its directory", source))?;
             }
         }
         // Create the file 0600 ourselves: SQLite gives -wal/-shm the main file's mode.
@@ -167,22 +185,22 @@ impl Store {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: path.to_path_buf(),
-                    what: "cannot create it",
-                    source,
-                })
-            }
+            Err(source) => return Err(io_error(path, "cannot create it", source)),
         }
+        readable(path)?;
         Store::connect(path, connections).await
     }
 
     /// Open a database that must already exist (read commands: `events`, `status`, `diff`).
     pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::NoDatabase(path.to_path_buf()));
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NoDatabase(path.to_path_buf()))
+            }
+            Err(source) => return Err(io_error(path, "cannot open it", source)),
         }
+        readable(path)?;
         Store::connect(path, POOL_SIZE).await
     }
 

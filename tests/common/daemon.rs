@@ -52,14 +52,21 @@ impl Env {
     }
 
     /// Write the config: the fixed test settings plus `rest` (watch tables, `[users]`...).
+    /// The real-time source is inotify (`whodata = "off"`), which most daemon tests are
+    /// about; [`Env::write_config_whodata`] picks another.
     pub fn write_config(&self, rest: &str) {
+        self.write_config_whodata("off", rest);
+    }
+
+    /// Like [`Env::write_config`], with `[daemon] whodata = <mode>`.
+    pub fn write_config_whodata(&self, mode: &str, rest: &str) {
         let users = if rest.contains("[users]") {
             ""
         } else {
             "[users]\nauthorized_keys = false\n"
         };
         let text = format!(
-            "[daemon]\ndatabase = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1h\"\nhash_workers = 2\n\n\
+            "[daemon]\ndatabase = \"{}\"\ndebounce = \"50ms\"\nrescan_interval = \"1h\"\nhash_workers = 2\nwhodata = \"{mode}\"\n\n\
              [sensitive]\npaths = []\npatterns = [\"*.key\"]\n\n{users}{rest}",
             self.db.display()
         );

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 mod daemon;
+pub mod debs;
 pub mod rpms;
 #[allow(unused_imports)]
 pub use daemon::*;
