@@ -140,6 +140,9 @@ pub enum Command {
         /// Only events of this severity and above (critical, high, medium, low, info).
         #[arg(long, value_name = "LEVEL")]
         severity: Option<String>,
+        /// One event per line as json, ocsf (OCSF 1.x), ecs (Elastic) or cef (ArcSight).
+        #[arg(long, value_name = "FORMAT", conflicts_with = "json")]
+        format: Option<String>,
     },
     /// Check the tamper evidence: every baseline row's MAC and the chain of events. Exit 0
     /// intact, 4 tampered (each bad row named).
@@ -169,6 +172,81 @@ pub enum Command {
     NotifyTest,
     /// Validate the config; print the effective targets and which sinks are on.
     ConfigCheck,
+    /// Every host's events in PostgreSQL: the schema to apply, and queries over the fleet.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+}
+
+/// `fimd fleet ...` (reads PostgreSQL with a read-only role).
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Print the SQL (tables, indexes, view, roles, row-level security) for an admin to apply.
+    Schema {
+        /// Table and role prefix [default: `[fleet] table_prefix` or fim_]
+        #[arg(long, value_name = "PREFIX")]
+        table_prefix: Option<String>,
+    },
+    /// Events from every host, oldest first.
+    Events {
+        #[command(flatten)]
+        conn: FleetConn,
+        /// RFC 3339 time or a duration ago (1h, 2days).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only paths matching this glob (`*` stays within a directory, `**` crosses).
+        #[arg(long, value_name = "GLOB")]
+        path: Option<String>,
+        /// Only events of this severity and above.
+        #[arg(long, value_name = "LEVEL")]
+        severity: Option<String>,
+        /// Only this host.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Only the newest N.
+        #[arg(long, value_name = "N")]
+        limit: Option<i64>,
+    },
+    /// Every host's latest heartbeat: silent agents, stale scans, backlogs, missing events.
+    Hosts {
+        #[command(flatten)]
+        conn: FleetConn,
+        /// A host is silent when its last heartbeat is older than this.
+        #[arg(long, value_name = "DURATION", default_value = "15m")]
+        silent: String,
+        /// A scan is stale when the last full scan is older than this.
+        #[arg(long, value_name = "DURATION", default_value = "2days")]
+        stale_scan: String,
+    },
+    /// How many hosts hold each sha256 of PATH now (by their latest event for it).
+    Prevalence {
+        #[command(flatten)]
+        conn: FleetConn,
+        #[arg(value_name = "PATH")]
+        path: String,
+    },
+    /// Hosts whose stored event ids skip (deleted local history, lost rows).
+    Gaps {
+        #[command(flatten)]
+        conn: FleetConn,
+    },
+}
+
+/// The reader connection and output format shared by the fleet queries.
+#[derive(Debug, Clone, Args)]
+pub struct FleetConn {
+    /// PostgreSQL URL (a secret reference allowed) [default: `[fleet] url`]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FIMD_FLEET_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod daemon;
 pub mod diff;
 pub mod event;
 pub mod explain;
+pub mod fleet;
+pub mod format;
 pub mod logging;
 pub mod mac;
 pub mod manpage;

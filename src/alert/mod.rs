@@ -61,7 +61,9 @@
 pub mod content;
 pub mod credentials;
 pub mod jira;
+pub mod nats;
 pub mod outbox;
+pub mod postgres;
 pub mod rapid7;
 pub mod servicenow;
 pub mod sink;
@@ -80,7 +82,9 @@ pub use crate::store::load_events;
 pub use credentials::{apply_overrides, SinkFlags};
 pub use outbox::enqueue;
 pub use sink::{Batch, Limits, Outcome, Sink};
-pub use worker::{deliver_due_at, flush, notify_test, run_worker, FlushReport, PassReport};
+pub use worker::{
+    deliver_due_at, flush, notify_test, run_worker, send_heartbeats, FlushReport, PassReport,
+};
 
 use crate::config::{NotifyConfig, Secret};
 
@@ -134,6 +138,12 @@ impl Sinks {
             if let Some(sink) = build_sink(cfg, name)? {
                 list.push(sink);
             }
+        }
+        if let Some(c) = &cfg.postgres {
+            list.push(Arc::new(postgres::Postgres::new(c, host)?));
+        }
+        if let Some(c) = &cfg.nats {
+            list.push(Arc::new(nats::Nats::new(c, host)?));
         }
         Ok(Sinks {
             host: host.to_string(),

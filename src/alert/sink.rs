@@ -119,7 +119,23 @@ pub trait Sink: Send + Sync {
     /// Every secret this sink holds (URLs with a credential path, tokens, passwords), so any
     /// text derived from a response or an error can be scrubbed before it is logged or stored.
     fn secrets(&self) -> Vec<String>;
+
+    /// A sink that does not speak HTTP (PostgreSQL, NATS) delivers a batch itself: `Some`
+    /// future resolving to the outcome and a detail line (redacted by the worker). HTTP
+    /// sinks return `None` (the default) and the worker sends [`Sink::request`].
+    fn deliver<'a>(&'a self, _batch: &'a Batch) -> Option<Direct<'a>> {
+        None
+    }
+
+    /// Fleet sinks send the daemon's heartbeat; `None` (the default) for the others.
+    fn heartbeat<'a>(&'a self, _hb: &'a crate::fleet::Heartbeat) -> Option<Direct<'a>> {
+        None
+    }
 }
+
+/// The result of a non-HTTP delivery: what it means for the rows, and a detail line.
+pub type Direct<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (Outcome, String)> + Send + 'a>>;
 
 /// A request body as JSON bytes; a failure names the sink.
 pub fn json_body<T: serde::Serialize + ?Sized>(

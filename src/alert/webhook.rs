@@ -22,6 +22,7 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
     values: Vec<String>,
+    format: crate::format::Format,
 }
 
 impl Webhook {
@@ -42,6 +43,15 @@ impl Webhook {
             headers.push((n, v));
             values.push(value.expose().to_string());
         }
+        let format = cfg.format.unwrap_or_default();
+        if format == crate::format::Format::Cef {
+            return Err(AlertError::Config {
+                sink: "webhook",
+                message:
+                    "format \"cef\" is for `events --format`; the webhook takes json, ocsf or ecs"
+                        .to_string(),
+            });
+        }
         let secret = cfg.secret.clone().filter(|s| !s.is_empty());
         if let Some(s) = &secret {
             values.push(s.expose().to_string());
@@ -51,6 +61,7 @@ impl Webhook {
             headers,
             secret,
             values,
+            format,
         })
     }
 }
@@ -60,6 +71,13 @@ impl Webhook {
 struct Body<'a> {
     host: &'a str,
     events: &'a [Event],
+}
+
+/// The body with each event in another format.
+#[derive(serde::Serialize)]
+struct FormattedBody<'a> {
+    host: &'a str,
+    events: Vec<serde_json::Value>,
 }
 
 impl Sink for Webhook {
@@ -76,13 +94,33 @@ impl Sink for Webhook {
     }
 
     fn request(&self, http: &Client, batch: &Batch) -> Result<RequestBuilder, AlertError> {
-        let body = json_body(
-            "webhook",
-            &Body {
-                host: &batch.host,
-                events: &batch.events,
-            },
-        )?;
+        let body = match self.format {
+            crate::format::Format::Json => json_body(
+                "webhook",
+                &Body {
+                    host: &batch.host,
+                    events: &batch.events,
+                },
+            )?,
+            format => {
+                let events = batch
+                    .events
+                    .iter()
+                    .map(|e| crate::format::value(e, format))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| AlertError::Build {
+                        sink: "webhook",
+                        message: e.to_string(),
+                    })?;
+                json_body(
+                    "webhook",
+                    &FormattedBody {
+                        host: &batch.host,
+                        events,
+                    },
+                )?
+            }
+        };
         let mut req = http
             .post(self.url.clone())
             .header(CONTENT_TYPE, "application/json");

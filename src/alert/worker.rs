@@ -35,6 +35,8 @@ const DB_RETRY: Duration = Duration::from_secs(5);
 const MIN_SLEEP: Duration = Duration::from_millis(10);
 /// The most of a remote answer kept for a log line or `last_error`.
 const ANSWER_CHARS: usize = 300;
+/// How often the daemon's worker sends a heartbeat to the fleet sinks (DESIGN.md: every minute).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// What one or more passes did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,6 +167,14 @@ async fn build_batch(
 /// the batch to that ticket instead of creating a duplicate. When the search itself fails,
 /// nothing is created: the rows are retried (or parked) like any failed request.
 async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) -> Attempt {
+    if let Some(direct) = sink.deliver(batch) {
+        let (outcome, detail) = direct.await;
+        return Attempt {
+            outcome,
+            status: None,
+            detail: redact(&detail, &sink.secrets()),
+        };
+    }
     if let Some(lookup) = sent_before.then(|| sink.lookup(http, batch)).flatten() {
         match search(sink, lookup).await {
             Ok(Some(existing)) => {
@@ -375,6 +385,28 @@ fn resolve(sink: &dyn Sink, a: &Attempt, rows: &[DueRow], cfg: &NotifyConfig) ->
     }
 }
 
+/// Send one heartbeat (host, instance, version, last event id, last full scan, baseline size,
+/// outbox backlog, chain head) to every fleet sink; returns how many accepted it. A sink that
+/// fails is logged (redacted) and tried again at the next heartbeat: heartbeats are state,
+/// not history, so they are not queued.
+pub async fn send_heartbeats(pool: &SqlitePool, sinks: &Sinks) -> Result<usize, AlertError> {
+    let hb = crate::fleet::Heartbeat::collect(pool, sinks.host()).await?;
+    let mut sent = 0;
+    for sink in sinks.iter() {
+        let Some(direct) = sink.heartbeat(&hb) else {
+            continue;
+        };
+        match direct.await {
+            (Outcome::Delivered { .. }, _) => sent += 1,
+            (_, detail) => {
+                tracing::warn!(sink = sink.name(), error = %redact(&detail, &sink.secrets()),
+                    "fleet heartbeat not delivered; next one in a minute")
+            }
+        }
+    }
+    Ok(sent)
+}
+
 /// Deliver what is due now and what falls due within `max_wait` (retries), then return;
 /// anything left stays queued for the daemon or the next run. No batch window: a one-shot
 /// `check` is one batch, sent at once (a pause a sink asked for is still honoured).
@@ -409,6 +441,17 @@ pub async fn flush(
         tokio::time::sleep(wait).await;
     }
     let still_pending = outbox::pending(pool, &names).await?;
+    // Hosts that run `fimd check` from a timer (no daemon) report a heartbeat too, or the
+    // fleet would list them as silent.
+    if sinks
+        .iter()
+        .iter()
+        .any(|s| crate::fleet::is_fleet_sink(s.name()))
+    {
+        if let Err(e) = send_heartbeats(pool, sinks).await {
+            tracing::warn!(error = %e, "cannot collect the fleet heartbeat");
+        }
+    }
     Ok(FlushReport {
         done,
         still_pending,
@@ -427,7 +470,18 @@ pub async fn run_worker(
 ) {
     let names = sinks.names();
     tracing::info!(sinks = ?names, "alert worker started");
+    let fleet = sinks
+        .iter()
+        .iter()
+        .any(|s| crate::fleet::is_fleet_sink(s.name()));
+    let mut next_heartbeat = tokio::time::Instant::now();
     while !shutdown.is_cancelled() {
+        if fleet && tokio::time::Instant::now() >= next_heartbeat {
+            if let Err(e) = send_heartbeats(&pool, &sinks).await {
+                tracing::warn!(error = %e, "cannot collect the fleet heartbeat");
+            }
+            next_heartbeat = tokio::time::Instant::now() + HEARTBEAT_EVERY;
+        }
         let wait = match deliver(&pool, &sinks, &cfg, now_ns(), Some(&shutdown)).await {
             Ok(_) => match outbox::next_due(&pool, &names, cfg.retry_for).await {
                 Ok(Some(at)) => {
@@ -444,6 +498,10 @@ pub async fn run_worker(
                 tracing::error!(error = %e, "alert delivery pass failed; retrying shortly");
                 DB_RETRY
             }
+        };
+        let wait = match fleet {
+            true => wait.min(next_heartbeat.saturating_duration_since(tokio::time::Instant::now())),
+            false => wait,
         };
         // Never spin: even "due now" waits a moment (a wake-up still ends it at once).
         let wait = wait.max(MIN_SLEEP);

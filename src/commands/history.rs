@@ -14,7 +14,14 @@ pub async fn events(
     path: Option<String>,
     limit: Option<usize>,
     severity: Option<String>,
+    format: Option<String>,
 ) -> Result<Exit, CmdError> {
+    let format = match format.as_deref() {
+        Some(f) => Some(crate::format::Format::parse(f).ok_or_else(|| {
+            CmdError::Usage(format!("--format {f:?}: expected json, ocsf, ecs or cef"))
+        })?),
+        None => json.then_some(crate::format::Format::Json),
+    };
     let min_severity = match severity {
         Some(s) => Some(crate::event::Severity::parse(&s).ok_or_else(|| {
             CmdError::Usage(format!(
@@ -44,8 +51,8 @@ pub async fn events(
         .await?;
     let mut out = String::new();
     for e in &events {
-        if json {
-            out += &serde_json::to_string(e)
+        if let Some(format) = format {
+            out += &crate::format::line(e, format)
                 .map_err(|e| CmdError::Io(format!("cannot encode event: {e}")))?;
             out.push('\n');
         } else {

@@ -2,6 +2,7 @@
 //! one command and maps the outcome to an AIDE-compatible exit code. The only place (with
 //! `main`) that prints to stdout.
 
+mod fleet;
 mod history;
 mod scan;
 mod setup;
@@ -92,7 +93,8 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
             path,
             limit,
             severity,
-        } => history::events(&ctx, json, since, path, limit, severity).await,
+            format,
+        } => history::events(&ctx, json, since, path, limit, severity, format).await,
         Command::Diff { id } => history::diff(&ctx, id).await,
         Command::Status { json } => history::status(&ctx, json).await,
         Command::Verify {
@@ -103,6 +105,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
         Command::ConfigCheck => setup::config_check(&ctx),
         Command::Run => run_daemon(ctx).await,
         Command::NotifyTest => setup::notify_test(&ctx).await,
+        Command::Fleet { command } => fleet::run(&ctx, command).await,
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Config {
     pub packages: PackagesConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             packages: PackagesConfig::default(),
             store: StoreConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -222,6 +225,18 @@ pub struct StoreConfig {
     /// baseline row and the chain of events carry an HMAC-SHA256 under it. Unset = off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_key: Option<Secret>,
+}
+
+/// `[fleet]`: where `fimd fleet` reads every host's events (a `fim_reader` login).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// A libpq URL; a secret (reference) since it may hold the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// The schema's table prefix (default `fim_`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_prefix: Option<String>,
 }
 
 /// `[sensitive]`: only classifies, never selects.

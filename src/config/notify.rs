@@ -69,6 +69,8 @@ pub struct NotifyConfig {
     pub servicenow: Option<ServiceNowConfig>,
     pub rapid7: Option<Rapid7Config>,
     pub webhook: Option<WebhookConfig>,
+    pub postgres: Option<PostgresConfig>,
+    pub nats: Option<NatsConfig>,
 }
 
 impl Default for NotifyConfig {
@@ -86,6 +88,8 @@ impl Default for NotifyConfig {
             servicenow: None,
             rapid7: None,
             webhook: None,
+            postgres: None,
+            nats: None,
         }
     }
 }
@@ -112,6 +116,12 @@ impl NotifyConfig {
         if self.webhook.is_some() {
             v.push("webhook");
         }
+        if self.postgres.is_some() {
+            v.push("postgres");
+        }
+        if self.nats.is_some() {
+            v.push("nats");
+        }
         v
     }
 
@@ -130,14 +140,21 @@ impl NotifyConfig {
                 "servicenow" => self.servicenow.as_ref()?.min_severity,
                 "rapid7" => self.rapid7.as_ref()?.min_severity,
                 "webhook" => self.webhook.as_ref()?.min_severity,
+                "postgres" => self.postgres.as_ref()?.min_severity,
+                "nats" => self.nats.as_ref()?.min_severity,
                 _ => None,
             })
+        };
+        // Fleet sinks get every event unless told otherwise (a filtered stream shows gaps).
+        let default = |name: &str| match crate::fleet::is_fleet_sink(name) {
+            true => Severity::Info,
+            false => self.min_severity,
         };
         names
             .iter()
             .map(|&name| SinkRoute {
                 name,
-                min: own(name).flatten().unwrap_or(self.min_severity),
+                min: own(name).flatten().unwrap_or_else(|| default(name)),
             })
             .collect()
     }
@@ -303,7 +320,74 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, Secret>,
     #[serde(default)]
     pub secret: Option<Secret>,
+    /// Each element of `events` as `json` (fimd's own), `ocsf` or `ecs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::format::Format>,
     /// Only events of this severity and above reach this sink (default: `[notify] min_severity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+}
+
+/// `[notify.postgres]`: every event into the fleet's PostgreSQL (`fimd fleet schema`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// A libpq URL (`postgres://web-1@db.example.net/fleet?sslmode=verify-full`); may hold
+    /// the password, so it is a secret.
+    #[serde(default)]
+    pub url: Secret,
+    /// The password, when not in the URL (a secret reference).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (overrides the URL's).
+    #[serde(default)]
+    pub ssl_mode: Option<String>,
+    /// CA certificate file (PEM) for verify-ca / verify-full.
+    #[serde(default)]
+    pub ssl_root_cert: Option<std::path::PathBuf>,
+    /// Client certificate and key files (PEM) for certificate authentication.
+    #[serde(default)]
+    pub ssl_client_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub ssl_client_key: Option<std::path::PathBuf>,
+    /// Table and role name prefix (`fim_` → `fim_event`, `fim_heartbeat`).
+    #[serde(default)]
+    pub table_prefix: Option<String>,
+    /// Only events of this severity and above (default: every event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+}
+
+/// `[notify.nats]`: every event into NATS JetStream (`Nats-Msg-Id` = uid).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://host:4222` or `tls://host:4222` (comma-separated for a cluster).
+    #[serde(default)]
+    pub url: String,
+    /// The content of a `.creds` file (JWT + nkey seed), usually `${file:/etc/fimd/web-1.creds}`.
+    #[serde(default)]
+    pub creds: Option<Secret>,
+    /// An nkey seed (`SU...`).
+    #[serde(default)]
+    pub nkey: Option<Secret>,
+    #[serde(default)]
+    pub token: Option<Secret>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// CA file (PEM) to verify the server; client certificate and key for mTLS.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Subjects: `<prefix>.events.<host token>.<event>` and `<prefix>.hb.<host token>`.
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
+    /// Only events of this severity and above (default: every event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<Severity>,
 }
