@@ -85,6 +85,70 @@ fn actors_of_changes_made_by_another_user_and_login() {
     let a = &last_for(&events, &g).expect("event")["actor"];
     assert!(a["pid"].as_u64().is_some_and(|p| p > 0), "{a:#}");
 
+    // chmod, rename, delete by that user, and a directory renamed: each with its actor;
+    // renames as one `renamed` event.
+    let sub = env.root.join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    std::fs::write(sub.join("in.conf"), "x\n").expect("write");
+    std::fs::set_permissions(&sub, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod sub");
+    let g2 = env.root.join("renamed.conf");
+    let moved = env.root.join("moved");
+    // One long-lived process does it all (chmod, mv and rm as separate programs would be
+    // gone before their events are read: pid only).
+    let py = "import os, sys, time\n\
+              a, b, d, m = sys.argv[1:5]\n\
+              for step in (lambda: os.chmod(a, 0o600), lambda: os.rename(a, b),\n\
+                           lambda: os.rename(d, m), lambda: os.remove(b)):\n\
+              \x20   time.sleep(0.3); step()\n\
+              time.sleep(1)\n";
+    let script = format!(
+        "exec setpriv --reuid 65534 --regid 65534 --clear-groups /usr/bin/python3 -c '{py}' '{}' '{}' '{}' '{}'",
+        f.display(),
+        g2.display(),
+        sub.display(),
+        moved.display()
+    );
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .expect("writer");
+    assert!(status.success());
+    let events = env.wait_events("chmod, renames and delete", |ev| {
+        ev.iter()
+            .any(|e| e["event"] == "removed" && e["path"] == *g2.to_string_lossy())
+            && ev
+                .iter()
+                .any(|e| e["path"] == *moved.join("in.conf").to_string_lossy())
+    });
+    let by_nobody = |e: &Value| e["actor"]["uid"] == 65534;
+    let chmod = events
+        .iter()
+        .find(|e| {
+            e["path"] == *f.to_string_lossy()
+                && e["changed"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|a| a == "mode"))
+        })
+        .expect("chmod event");
+    assert!(by_nobody(chmod), "{chmod:#}");
+    let renamed = events
+        .iter()
+        .find(|e| e["event"] == "renamed" && e["path"] == *g2.to_string_lossy())
+        .expect("renamed event");
+    assert_eq!(renamed["from"], *f.to_string_lossy());
+    assert!(by_nobody(renamed), "{renamed:#}");
+    let dir = events
+        .iter()
+        .find(|e| e["event"] == "renamed" && e["path"] == *moved.join("in.conf").to_string_lossy())
+        .expect("the directory's file renamed");
+    assert_eq!(dir["from"], *sub.join("in.conf").to_string_lossy());
+    let removed = events
+        .iter()
+        .find(|e| e["event"] == "removed" && e["path"] == *g2.to_string_lossy())
+        .expect("removed event");
+    assert!(by_nobody(removed), "{removed:#}");
+
     // The text history says who.
     let out = env.fimd().args(["events"]).output().expect("events");
     let text = String::from_utf8_lossy(&out.stdout);
