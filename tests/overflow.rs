@@ -222,9 +222,13 @@ fn a_fanotify_queue_overflow_is_one_rescan_and_nothing_is_lost() {
         let _small_queue = Sysctl::set(FAN_QUEUE, "64");
         env.start()
     };
+    // The daemon is stopped while the changes are made, so its queue surely overflows (a
+    // fast reader could otherwise keep up with 64 events at a time).
+    d.signal("STOP");
     for f in &files {
         write(f, "after\n");
     }
+    d.signal("CONT");
     let events = env.wait_events("every change", |e| {
         let mut p: Vec<&str> = e.iter().filter_map(|e| e["path"].as_str()).collect();
         p.sort_unstable();
