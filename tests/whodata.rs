@@ -72,18 +72,26 @@ fn actors_of_changes_made_by_another_user_and_login() {
         .is_some_and(|p| p > 0 && p != u64::from(d.pid())));
     assert_eq!(a["exited"], false);
 
-    // A process that is gone at once still gives its pid.
+    // A process gone before the daemon reads its event (the daemon is stopped meanwhile, the
+    // writer exits and is reaped) still gives its pid, with `exited: true`.
     let g = env.root.join("quick.conf");
+    d.signal("STOP");
     let status = Command::new("sh")
         .args(["-c", &format!("echo x > '{}'", g.display())])
         .status()
         .expect("quick writer");
+    d.signal("CONT");
     assert!(status.success());
     let events = env.wait_events("the quick writer's event", |ev| {
         last_for(ev, &g).is_some_and(|e| e["actor"].is_object())
     });
     let a = &last_for(&events, &g).expect("event")["actor"];
     assert!(a["pid"].as_u64().is_some_and(|p| p > 0), "{a:#}");
+    assert_eq!(a["exited"], true, "{a:#}");
+    assert!(
+        a["comm"].is_null() && a["cmdline"] == serde_json::json!([]),
+        "{a:#}"
+    );
 
     // chmod, rename, delete by that user, and a directory renamed: each with its actor;
     // renames as one `renamed` event.

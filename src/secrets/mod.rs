@@ -475,6 +475,24 @@ fn notify_slots(n: &mut NotifyConfig) -> Vec<(String, &'static str, Slot<'_>)> {
             v.push((key("webhook", "secret"), "webhook", Slot::Secret(s)));
         }
     }
+    if let Some(p) = n.postgres.as_mut() {
+        v.push((key("postgres", "url"), "postgres", Slot::Secret(&mut p.url)));
+        if let Some(s) = p.password.as_mut() {
+            v.push((key("postgres", "password"), "postgres", Slot::Secret(s)));
+        }
+    }
+    if let Some(nats) = n.nats.as_mut() {
+        for (field, secret) in [
+            ("creds", nats.creds.as_mut()),
+            ("nkey", nats.nkey.as_mut()),
+            ("token", nats.token.as_mut()),
+            ("password", nats.password.as_mut()),
+        ] {
+            if let Some(s) = secret {
+                v.push((key("nats", field), "nats", Slot::Secret(s)));
+            }
+        }
+    }
     v
 }
 
