@@ -11,9 +11,6 @@
 //!
 //! Creating the group needs CAP_SYS_ADMIN (for pidfds and other processes' pids); marks do
 //! not, so the capability can be dropped once [`Fanotify::new`] returned.
-//!
-//! Status: the reader and [`super::actor`] are built and tested against the real kernel; the
-//! daemon does not use them yet (its events still come from inotify, `actor: null`).
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr};
