@@ -199,7 +199,11 @@ impl Sink for Jira {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![self.token.expose().to_string()]
+        // The Basic header value too: its forms are the base64 pair a server may echo.
+        vec![
+            self.token.expose().to_string(),
+            crate::secrets::forms::basic_header(&self.user, self.token.expose()),
+        ]
     }
 }
 

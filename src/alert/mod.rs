@@ -83,7 +83,8 @@ pub use credentials::{apply_overrides, SinkFlags};
 pub use outbox::enqueue;
 pub use sink::{Batch, Limits, Outcome, Sink};
 pub use worker::{
-    deliver_due_at, flush, notify_test, run_worker, send_heartbeats, FlushReport, PassReport,
+    deliver_due_at, flush, notify_test, requeue_parked, run_worker, send_heartbeats, FlushReport,
+    PassReport,
 };
 
 use crate::config::{NotifyConfig, Secret};
@@ -145,6 +146,9 @@ impl Sinks {
         if let Some(c) = &cfg.nats {
             list.push(Arc::new(nats::Nats::new(c, host)?));
         }
+        for sink in &list {
+            register_secrets(sink.as_ref());
+        }
         Ok(Sinks {
             host: host.to_string(),
             list: RwLock::new(list),
@@ -196,6 +200,7 @@ impl Sinks {
                 return None;
             }
         };
+        register_secrets(new.as_ref());
         if new.secrets() == old.secrets() {
             tracing::info!(
                 sink = name,
@@ -248,6 +253,15 @@ impl Sinks {
 
     pub(crate) fn http(&self) -> &Client {
         &self.http
+    }
+}
+
+/// Register every form of every secret `sink` holds for redaction before it sends anything, so
+/// no text from anywhere in the process (a log line, an error, a stored `last_error`) can
+/// carry one, whatever form a server echoes it in.
+fn register_secrets(sink: &dyn Sink) {
+    for secret in sink.secrets() {
+        crate::secrets::register(&secret);
     }
 }
 

@@ -179,7 +179,11 @@ impl Sink for ServiceNow {
     }
 
     fn secrets(&self) -> Vec<String> {
-        vec![self.password.expose().to_string()]
+        // The Basic header value too: its forms are the base64 pair a server may echo.
+        vec![
+            self.password.expose().to_string(),
+            crate::secrets::forms::basic_header(&self.user, self.password.expose()),
+        ]
     }
 }
 

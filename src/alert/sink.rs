@@ -306,45 +306,22 @@ pub fn origin(url: &Url) -> String {
     }
 }
 
-/// Replace every secret (and each credential-bearing part of a URL secret) in `text`.
+/// Replace every secret in `text`, in each form a server could echo it
+/// ([`crate::secrets::forms::forms`]: the bare token of a header value, a Basic pair and its
+/// base64, a URL's userinfo, path, query and token-like parts), and every value registered
+/// with [`crate::secrets::register`] (values and tokens fetched from stores, sink secrets).
 pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    let mut needles: Vec<String> = Vec::new();
-    // And every value and token fetched from a secret store.
-    let fetched = crate::secrets::registered();
-    for s in secrets
+    let mut needles: Vec<String> = secrets
         .iter()
-        .chain(fetched.iter())
-        .filter(|s| !s.is_empty())
-    {
-        needles.push(s.clone());
-        if let Ok(u) = Url::parse(s) {
-            // A server may echo only the path or the query of a webhook URL.
-            if u.path().len() > 1 {
-                needles.push(u.path().to_string());
-            }
-            if let Some(q) = u.query() {
-                needles.push(q.to_string());
-            }
-            // And a single token-like segment or query value (a workflow UUID, the last part
-            // of a Slack hook): at least 8 characters with an uppercase letter or a digit, so
-            // plain words such as `services` stay readable.
-            let pieces = u
-                .path_segments()
-                .into_iter()
-                .flatten()
-                .map(str::to_string)
-                .chain(u.query_pairs().map(|(_, v)| v.into_owned()));
-            needles.extend(pieces.filter(|p| {
-                p.len() >= 8
-                    && p.chars()
-                        .any(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-            }));
-        }
-    }
+        .flat_map(|s| crate::secrets::forms::forms(s))
+        .chain(crate::secrets::registered())
+        .filter(|n| n.len() >= crate::secrets::forms::MIN_FORM)
+        .collect();
     // Longest first, so a URL is replaced whole before its path.
     needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
-    for n in needles.iter().filter(|n| n.len() >= 4) {
+    needles.dedup();
+    let mut out = text.to_string();
+    for n in &needles {
         out = out.replace(n.as_str(), "**REDACTED**");
     }
     out

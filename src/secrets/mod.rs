@@ -20,6 +20,7 @@
 pub mod aws;
 pub mod azure;
 mod cache;
+pub mod forms;
 pub mod gcp;
 mod http;
 pub mod local;
@@ -217,12 +218,20 @@ fn registry() -> &'static Mutex<Vec<String>> {
 }
 
 /// The most values [`register`] keeps: tokens are renewed hourly for as long as the daemon
-/// runs, so the oldest (long expired) ones are dropped.
-const REGISTERED_MAX: usize = 256;
+/// runs, so the oldest (long expired) ones are dropped. Each secret takes a few entries (its
+/// [`forms::forms`]).
+const REGISTERED_MAX: usize = 1024;
 
-/// Add a value fetched from a store (or a token) to the values [`redact`] removes.
+/// Add a secret (a value fetched from a store, a token, a sink's credential) in every form a
+/// server could echo it ([`forms::forms`]) to the values [`redact`] removes.
 pub fn register(value: &str) {
-    if value.len() < 4 {
+    for form in forms::forms(value) {
+        register_one(&form);
+    }
+}
+
+fn register_one(value: &str) {
+    if value.len() < forms::MIN_FORM {
         return;
     }
     if let Ok(mut r) = registry().lock() {
