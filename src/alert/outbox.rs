@@ -275,12 +275,49 @@ pub async fn backlog(pool: &SqlitePool) -> Result<Vec<Backlog>, sqlx::Error> {
     .await
 }
 
-/// Put `parked` rows of `sink` back to `pending`, due now (after fixing its configuration).
-/// Returns how many rows were requeued.
-pub async fn requeue_parked(pool: &SqlitePool, sink: &str) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE outbox SET state = 'pending', next_attempt_ns = 0 WHERE state = 'parked' AND sink = ?",
+/// Parked rows of one sink, for `status` and `notify-test`: how many, and why (the error of
+/// the most recently parked row).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Parked {
+    pub sink: String,
+    pub rows: i64,
+    pub last_error: Option<String>,
+}
+
+/// Parked rows per sink (sinks without any are left out), by sink name.
+pub async fn parked(pool: &SqlitePool) -> Result<Vec<Parked>, sqlx::Error> {
+    let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT sink, COUNT(*), \
+         (SELECT last_error FROM outbox l WHERE l.sink = o.sink AND l.state = 'parked' \
+          ORDER BY l.id DESC LIMIT 1) \
+         FROM outbox o WHERE state = 'parked' GROUP BY sink ORDER BY sink",
     )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(sink, rows, last_error)| Parked {
+            sink,
+            rows,
+            last_error,
+        })
+        .collect())
+}
+
+/// Put `parked` rows of `sink` back to `pending`, due now (its configuration may have been
+/// fixed: the daemon calls this at start and on reload, `notify-test` after a successful test
+/// alert). Their `retry_for` counts again from `now_ns`: an alert parked over a weekend is
+/// not marked failed the moment the URL is fixed. Returns how many rows were requeued.
+pub async fn requeue_parked(
+    pool: &SqlitePool,
+    sink: &str,
+    now_ns: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE outbox SET state = 'pending', next_attempt_ns = 0, \
+         created_ns = MAX(created_ns, ?) WHERE state = 'parked' AND sink = ?",
+    )
+    .bind(now_ns)
     .bind(sink)
     .execute(pool)
     .await?;

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::{Client, RequestBuilder, StatusCode, Url};
 
 use super::AlertError;
@@ -164,10 +164,18 @@ pub fn http_outcome(status: StatusCode, headers: &HeaderMap) -> Outcome {
             after: retry_after,
             reason: Cow::Owned(format!("HTTP {code}")),
         },
+        // Redirects are never followed (credentials and bodies would follow them): say where
+        // the sink points, so the operator can fix the URL. The worker redacts the reason.
         300..=399 => Outcome::Park {
-            reason: Cow::Owned(format!(
-                "HTTP {code}: redirect not followed (check the URL)"
-            )),
+            reason: Cow::Owned(match headers.get(LOCATION) {
+                Some(to) => format!(
+                    "sink answered {code} to {}: fix the URL",
+                    excerpt(to.as_bytes(), 200)
+                ),
+                None => {
+                    format!("sink answered {code} (a redirect without a Location): fix the URL")
+                }
+            }),
         },
         _ => Outcome::Park {
             reason: Cow::Owned(format!("HTTP {code}")),

@@ -169,10 +169,11 @@ async fn build_batch(
 async fn send(http: &Client, sink: &dyn Sink, batch: &Batch, sent_before: bool) -> Attempt {
     if let Some(direct) = sink.deliver(batch) {
         let (outcome, detail) = direct.await;
+        let secrets = sink.secrets();
         return Attempt {
-            outcome,
+            outcome: redact_outcome(outcome, &secrets),
             status: None,
-            detail: redact(&detail, &sink.secrets()),
+            detail: redact(&detail, &secrets),
         };
     }
     if let Some(lookup) = sent_before.then(|| sink.lookup(http, batch)).flatten() {
@@ -251,11 +252,26 @@ struct Answer {
 impl Answer {
     /// The attempt this answer makes, with `outcome`; the body excerpt redacted.
     fn attempt(&self, sink: &dyn Sink, outcome: Outcome) -> Attempt {
+        let secrets = sink.secrets();
         Attempt {
-            outcome,
+            outcome: redact_outcome(outcome, &secrets),
             status: Some(self.status.as_u16()),
-            detail: redact(&excerpt(&self.body, ANSWER_CHARS), &sink.secrets()),
+            detail: redact(&excerpt(&self.body, ANSWER_CHARS), &secrets),
         }
+    }
+}
+
+/// `outcome` with its reason redacted: a reason can quote the answer (a redirect's Location).
+fn redact_outcome(outcome: Outcome, secrets: &[String]) -> Outcome {
+    match outcome {
+        Outcome::Retry { after, reason } => Outcome::Retry {
+            after,
+            reason: Cow::Owned(redact(&reason, secrets)),
+        },
+        Outcome::Park { reason } => Outcome::Park {
+            reason: Cow::Owned(redact(&reason, secrets)),
+        },
+        other => other,
     }
 }
 
@@ -470,6 +486,11 @@ pub async fn run_worker(
 ) {
     let names = sinks.names();
     tracing::info!(sinks = ?names, "alert worker started");
+    // This worker runs the configuration just loaded (a start or a reload): what was parked
+    // for a bad URL or credential gets another chance with it.
+    if let Err(e) = requeue_parked(&pool, &names).await {
+        tracing::error!(error = %e, "cannot requeue parked alerts");
+    }
     let fleet = sinks
         .iter()
         .iter()
@@ -514,6 +535,32 @@ pub async fn run_worker(
     tracing::info!("alert worker stopped");
 }
 
+/// Put the parked rows of `names` back in the queue, due now, one log line per sink saying how
+/// many and why they were parked. Returns what was parked (and is now pending) per sink.
+pub async fn requeue_parked(
+    pool: &SqlitePool,
+    names: &[&str],
+) -> Result<Vec<outbox::Parked>, AlertError> {
+    let mut requeued = Vec::new();
+    for parked in outbox::parked(pool).await? {
+        if !names.contains(&parked.sink.as_str()) {
+            continue;
+        }
+        let rows = outbox::requeue_parked(pool, &parked.sink, now_ns()).await?;
+        if rows == 0 {
+            continue;
+        }
+        tracing::info!(sink = %parked.sink, rows,
+            parked_because = parked.last_error.as_deref().unwrap_or("-"),
+            "parked alerts requeued; sending them again with the current configuration");
+        requeued.push(outbox::Parked {
+            rows: i64::try_from(rows).unwrap_or(i64::MAX),
+            ..parked
+        });
+    }
+    Ok(requeued)
+}
+
 /// Send one test alert to every sink through the same request code; never touches the outbox.
 /// Returns, per sink, `Ok(summary)` or `Err(status and the sink's answer)`, redacted.
 pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)> {
@@ -541,12 +588,28 @@ pub async fn notify_test(sinks: &Sinks) -> Vec<(String, Result<String, String>)>
                 Some(id) => format!("{} (created {id})", status.unwrap_or_default()),
                 None => status.unwrap_or_default(),
             }),
-            _ => Err(match status {
-                Some(s) => format!("{s}: {}", a.detail),
-                None => a.detail.clone(),
-            }),
+            Outcome::Retry { reason, .. } | Outcome::Park { reason } => {
+                Err(failure_text(a.status, reason, &a.detail))
+            }
+            Outcome::PauseSink { .. } => Err(failure_text(a.status, "throttled", &a.detail)),
         };
         out.push((sink.name().to_string(), result));
     }
     out
+}
+
+/// One line for a failed test alert: the status, the reason when it says more than the status
+/// ("sink answered 302 to https://…: fix the URL"), and the sink's (redacted) answer.
+fn failure_text(status: Option<u16>, reason: &str, detail: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(s) = status {
+        parts.push(format!("HTTP {s}"));
+    }
+    if status.is_none_or(|s| reason != format!("HTTP {s}")) {
+        parts.push(reason.to_string());
+    }
+    if !detail.is_empty() {
+        parts.push(detail.to_string());
+    }
+    parts.join(": ")
 }

@@ -101,6 +101,9 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
 pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let s = store.status().await?;
+    let parked = crate::alert::outbox::parked(store.pool())
+        .await
+        .map_err(|e| CmdError::Io(format!("outbox database: {e}")))?;
     let missing: Vec<(String, bool)> = ctx
         .policy
         .missing()
@@ -120,6 +123,8 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
         }
         let paths: Vec<&str> = missing.iter().map(|(p, _)| p.as_str()).collect();
         v["missing_watches"] = serde_json::Value::from(paths);
+        v["parked"] = serde_json::to_value(&parked)
+            .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?;
         serde_json::to_string_pretty(&v)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
@@ -147,6 +152,14 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
             "outbox: {} pending, {} parked, {} failed\n",
             s.outbox_pending, s.outbox_parked, s.outbox_failed
         );
+        for p in &parked {
+            o += &format!(
+                "parked for {}: {} ({}); sent again after a reload, a restart or a successful notify-test\n",
+                p.sink,
+                p.rows,
+                p.last_error.as_deref().unwrap_or("no error recorded")
+            );
+        }
         o += &format!("tamper evidence: {}\n", s.tamper_evidence);
         if let Some(h) = &s.chain_head {
             o += &format!("chain head: {} {}\n", h.uid, h.mac);

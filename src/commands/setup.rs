@@ -295,16 +295,47 @@ pub async fn notify_test(ctx: &Context) -> Result<Exit, CmdError> {
                 .into(),
         }));
     }
+    let store = match Store::open_existing(&ctx.cfg.daemon.database).await {
+        Ok(store) => Some(store),
+        // No database yet (a fresh host): nothing can be parked.
+        Err(crate::store::StoreError::NoDatabase(_)) => None,
+        Err(e) => {
+            eprintln!("fimd: notify-test: cannot read the outbox ({e}); testing the sinks only");
+            None
+        }
+    };
+    let parked = match &store {
+        Some(store) => alert::outbox::parked(store.pool())
+            .await
+            .map_err(|e| CmdError::Io(format!("outbox database: {e}")))?,
+        None => Vec::new(),
+    };
     let mut failed = 0;
+    let mut passed = Vec::new();
     let mut out = String::new();
     for (sink, result) in alert::notify_test(&ctx.sinks).await {
+        let parked = parked.iter().find(|p| p.sink == sink);
         match result {
-            Ok(msg) => out += &format!("{sink}: OK {msg}\n"),
+            Ok(msg) => {
+                out += &format!("{sink}: OK {msg}\n");
+                passed.push(sink);
+            }
             Err(msg) => {
                 failed += 1;
                 out += &format!("{sink}: FAILED {msg}\n");
+                if let Some(p) = parked {
+                    out += &format!(
+                        "{sink}: {} parked ({}); they are sent again after a successful notify-test, a reload or a restart\n",
+                        crate::timefmt::plural(usize::try_from(p.rows).unwrap_or(0), "alert", "alerts"),
+                        p.last_error.as_deref().unwrap_or("no error recorded")
+                    );
+                }
             }
         }
+    }
+    if let Some(store) = &store {
+        out += &send_requeued(ctx, store, &passed).await?;
+        store.close().await;
     }
     print_stdout(&out)?;
     if failed > 0 {
@@ -313,6 +344,59 @@ pub async fn notify_test(ctx: &Context) -> Result<Exit, CmdError> {
         )));
     }
     Ok(Exit::Clean)
+}
+
+/// After a successful test alert: requeue the parked alerts of the sinks that passed and send
+/// what is due in one delivery pass (the batch window is honoured, so a running daemon and
+/// this command never send the same rows). Returns the lines to print.
+async fn send_requeued(
+    ctx: &Context,
+    store: &Store,
+    passed: &[String],
+) -> Result<String, CmdError> {
+    let db = |e: alert::AlertError| CmdError::Io(e.to_string());
+    let names: Vec<&str> = passed.iter().map(String::as_str).collect();
+    let requeued = alert::requeue_parked(store.pool(), &names)
+        .await
+        .map_err(db)?;
+    if requeued.is_empty() {
+        return Ok(String::new());
+    }
+    let mut out = String::new();
+    for p in &requeued {
+        out += &format!(
+            "{}: {} requeued (parked because: {})\n",
+            p.sink,
+            crate::timefmt::plural(
+                usize::try_from(p.rows).unwrap_or(0),
+                "parked alert",
+                "parked alerts"
+            ),
+            p.last_error.as_deref().unwrap_or("no error recorded")
+        );
+    }
+    let pass = alert::deliver_due_at(
+        store.pool(),
+        &ctx.sinks,
+        &ctx.cfg.notify,
+        crate::timefmt::now_ns(),
+    )
+    .await
+    .map_err(db)?;
+    let left = alert::outbox::pending(store.pool(), &names)
+        .await
+        .map_err(|e| CmdError::Io(format!("outbox database: {e}")))?;
+    out += &format!(
+        "requeued alerts: {} delivered, {} still queued{}\n",
+        pass.delivered,
+        left,
+        if left > 0 {
+            " (the daemon or the next check sends them)"
+        } else {
+            ""
+        }
+    );
+    Ok(out)
 }
 
 /// `[store] hmac_key` resolved into a key; a reference that cannot be resolved is a

@@ -140,7 +140,9 @@ async fn unauthorized_401_parks_logs_once_and_is_never_retried() {
 
     // After fixing the config, parked rows can be requeued.
     assert_eq!(
-        alert::outbox::requeue_parked(&pool, "slack").await.unwrap(),
+        alert::outbox::requeue_parked(&pool, "slack", T0)
+            .await
+            .unwrap(),
         2
     );
 }
