@@ -9,6 +9,8 @@ mod dedup;
 mod delivery;
 #[path = "alerts/mock.rs"]
 mod mock;
+#[path = "alerts/parked.rs"]
+mod parked;
 #[path = "alerts/secrets.rs"]
 mod secrets;
 #[path = "alerts/sinks.rs"]

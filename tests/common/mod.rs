@@ -192,12 +192,71 @@ pub struct Seen {
 
 /// Serve `statuses` in turn (then 200) on 127.0.0.1:<random>; returns (base URL, receiver).
 pub fn mock_http(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Seen>) {
+    let statuses = std::sync::Mutex::new(statuses.into_iter());
+    mock_http_fn(move |_| {
+        let status = statuses
+            .lock()
+            .ok()
+            .and_then(|mut s| s.next())
+            .unwrap_or(200);
+        Answer::status(status).body("ok")
+    })
+}
+
+/// What [`mock_http_fn`]'s responder answers.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            ..Answer::default()
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn body(mut self, body: &str) -> Answer {
+        self.body = body.to_string();
+        self
+    }
+}
+
+impl Seen {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+    /// The request target (path and query).
+    pub fn target(&self) -> &str {
+        self.request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+    }
+}
+
+/// An HTTP server on 127.0.0.1:<random> answering each request with `respond(request)`;
+/// returns (base URL, receiver of every request seen).
+pub fn mock_http_fn(
+    respond: impl Fn(&Seen) -> Answer + Send + 'static,
+) -> (String, std::sync::mpsc::Receiver<Seen>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind mock");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut statuses = statuses.into_iter();
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream);
             let mut request_line = String::new();
@@ -218,15 +277,23 @@ pub fn mock_http(statuses: Vec<u16>) -> (String, std::sync::mpsc::Receiver<Seen>
             }
             let mut body = vec![0u8; len];
             let _ = reader.read_exact(&mut body);
-            let status = statuses.next().unwrap_or(200);
-            let reply =
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-            let _ = reader.get_mut().write_all(reply.as_bytes());
             let seen = Seen {
                 request_line: request_line.trim().to_string(),
                 headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
             };
+            let answer = respond(&seen);
+            let mut reply = format!(
+                "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                answer.status,
+                answer.body.len()
+            );
+            for (n, v) in &answer.headers {
+                reply.push_str(&format!("{n}: {v}\r\n"));
+            }
+            reply.push_str("\r\n");
+            reply.push_str(&answer.body);
+            let _ = reader.get_mut().write_all(reply.as_bytes());
             if tx.send(seen).is_err() {
                 break;
             }
