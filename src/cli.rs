@@ -36,6 +36,12 @@ pub struct Cli {
     )]
     pub managed_identity: Option<String>,
 
+    /// Accept a config or database that users other than root could write, or a database
+    /// path that is a symlink (test rigs only). Without it, fimd running as root refuses
+    /// them: exit 17 for the config, 18 for the database, like sshd's StrictModes.
+    #[arg(long, global = true, display_order = 903)]
+    pub insecure_permissions: bool,
+
     #[command(
         flatten,
         next_help_heading = "Notifier options (flag > environment > credential > config file)"

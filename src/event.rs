@@ -342,7 +342,9 @@ pub fn path_for_json(path: &Path) -> (String, Option<String>) {
 }
 
 /// A path for one line of human output: invalid UTF-8 bytes as `\xNN`, control characters
-/// (a newline in a file name) and backslashes escaped, so one path is always one line.
+/// (a newline in a file name) and backslashes escaped, so one path is always one line and
+/// the exact bytes can be read back (tests/properties.rs): ASCII controls as `\n`, `\t`,
+/// `\r` or `\xNN`, the C1 controls as `\u{85}`.
 pub fn display_path(path: &Path) -> String {
     escape_bytes(path.as_os_str().as_bytes())
 }
@@ -357,7 +359,9 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                // C1 controls (U+0080..U+009F) as `\u{..}`: `\x80` is the invalid byte 0x80.
+                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => out.push(c),
             }
         }
@@ -380,6 +384,13 @@ mod tests {
         let hex = hex.unwrap_or_default();
         assert_eq!(hex, "2f6574632f636166e90a2e636f6e66");
         assert_eq!(display_path(&p), "/etc/caf\\xe9\\n.conf");
+        // U+0085 (NEL, a C1 control) is not the invalid byte 0x85.
+        let nel = PathBuf::from("/etc/a\u{85}b");
+        assert_eq!(display_path(&nel), "/etc/a\\u{85}b");
+        assert_eq!(
+            display_path(Path::new(OsStr::from_bytes(b"/etc/a\x85b"))),
+            "/etc/a\\x85b"
+        );
         let ev = Event {
             id: Some(1),
             time: String::new(),

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod mac;
 pub mod manpage;
 pub mod packages;
+pub mod perms;
 pub mod pipeline;
 pub mod policy;
 pub mod scan;

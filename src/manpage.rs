@@ -315,7 +315,7 @@ fn split_comment(s: &str) -> (&str, &str) {
 const FIXED_SECTIONS: &str = r#".SH FILES
 .TP
 .I /etc/fimd/fimd.toml
-The configuration (a conffile: edits survive upgrades).
+The configuration (a conffile: edits survive upgrades). Run as root, fimd refuses a configuration or database that another user could change (like sshd's StrictModes): the file and every directory above it must be owned by root and not writable by group or others (a root\-owned sticky directory such as /tmp is accepted), and the database path must not be a symbolic link. \-\-insecure\-permissions turns this off for test rigs.
 .TP
 .I /var/lib/fimd/fimd.db
 The SQLite database (with \-wal and \-shm files): baseline, event history, alert outbox. Mode 0600 in a 0700 directory.
@@ -360,10 +360,10 @@ check: files added (1), removed (2), changed (4), OR\-ed (3, 5, 6, 7).
 Invalid argument.
 .TP
 .B 17
-Invalid configuration (the message names file, line, column and key); a watch path with glob characters; init or check when no watch path exists.
+Invalid configuration (the message names file, line, column and key); a watch path with glob characters; init or check when no watch path exists; a configuration another user could change (the message names the path and the fix).
 .TP
 .B 18
-I/O or database error: no baseline yet, init over an existing baseline without \-\-force, a corrupt or locked database, permission denied (run as root), a daemon already running on the database.
+I/O or database error: no baseline yet, init over an existing baseline without \-\-force, a corrupt or locked database, permission denied (run as root), a daemon already running on the database, a database another user could change or a database path that is a symbolic link.
 .SH SIGNALS
 .TP
 .B SIGHUP

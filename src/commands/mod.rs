@@ -79,7 +79,13 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
     };
     crate::secrets::set_identity(cli.managed_identity.clone());
     let events_on_stderr = matches!(command, Command::Run);
-    let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr)?;
+    let strict = crate::perms::enforced(cli.insecure_permissions);
+    let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr, strict)?;
+    // Every command that reads or writes the local database (fleet queries and notify-test
+    // do not); config-check too, so it reports what `run` would refuse.
+    if !matches!(command, Command::Fleet { .. } | Command::NotifyTest) {
+        ctx.check_database()?;
+    }
     match command {
         Command::Init { force } => scan::init(&ctx, force).await,
         Command::Check {
@@ -133,6 +139,7 @@ async fn run_daemon(ctx: setup::Context) -> Result<Exit, CmdError> {
         policy: ctx.policy,
         sinks: ctx.sinks,
         flags: ctx.flags,
+        strict: ctx.strict,
     };
     crate::daemon::run(daemon_ctx, shutdown)
         .await

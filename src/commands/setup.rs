@@ -28,6 +28,9 @@ pub struct Context {
     pub sinks: Sinks,
     /// The notifier flags and variables, applied again on every reload.
     pub flags: SinkFlags,
+    /// Ownership and permission checks apply (root, no `--insecure-permissions`): the config
+    /// is checked on every load, the database before it is opened.
+    pub strict: bool,
 }
 
 impl Context {
@@ -35,11 +38,13 @@ impl Context {
         explicit: Option<&Path>,
         flags: &SinkArgs,
         events_on_stderr: bool,
+        strict: bool,
     ) -> Result<Context, CmdError> {
         let config_path = explicit
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let config_found = config_path.exists();
+        Config::check_permissions(&config_path, strict)?;
         let mut cfg = Config::load(&config_path, explicit.is_some())?;
         crate::logging::init(&cfg.daemon.log_level, events_on_stderr);
         let flags = sink_flags(flags);
@@ -56,7 +61,16 @@ impl Context {
             policy: Arc::new(policy),
             sinks,
             flags,
+            strict,
         })
+    }
+
+    /// Refuse an unsafe database path before anything opens it (see [`crate::perms`]).
+    pub fn check_database(&self) -> Result<(), CmdError> {
+        Ok(crate::store::check_permissions(
+            &self.cfg.daemon.database,
+            self.strict,
+        )?)
     }
 
     pub async fn open_store(&self) -> Result<Store, CmdError> {

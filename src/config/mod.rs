@@ -36,6 +36,13 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Root runs fimd and someone else could write the config (see [`crate::perms`]).
+    #[error("config {} refused: {source}", .path.display())]
+    Insecure {
+        path: PathBuf,
+        #[source]
+        source: crate::perms::Insecure,
+    },
 }
 
 /// The whole configuration file.
@@ -458,6 +465,20 @@ impl Config {
         let cfg = Config::parse(&text, path)?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// Refuse a config (or a directory above it) that a user other than root could write,
+    /// when `enforce` (see [`crate::perms`]). A missing file is checked for its directories.
+    pub fn check_permissions(path: &Path, enforce: bool) -> Result<(), ConfigError> {
+        if !enforce {
+            return Ok(());
+        }
+        crate::perms::check(path, crate::perms::Kind::Config).map_err(|source| {
+            ConfigError::Insecure {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     }
 
     /// Parse TOML text; errors carry `path:line:column`.

@@ -60,6 +60,8 @@ pub struct DaemonContext {
     pub flags: SinkFlags,
     /// The tamper-evidence key (resolved at start; a new key needs a restart).
     pub mac_key: Option<crate::store::MacKey>,
+    /// Ownership and permission checks apply to the config on reload (see [`crate::perms`]).
+    pub strict: bool,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -159,6 +161,8 @@ struct Daemon {
     cfg: Config,
     config_path: PathBuf,
     config_explicit: bool,
+    /// See [`DaemonContext::strict`].
+    strict: bool,
     policy: Arc<Policy>,
     store: Store,
     token: CancellationToken,
@@ -223,6 +227,7 @@ pub async fn run(
         cfg: ctx.cfg,
         config_path: ctx.config_path,
         config_explicit: ctx.config_explicit,
+        strict: ctx.strict,
         policy: ctx.policy,
         store: store.clone(),
         token: token.clone(),
@@ -477,21 +482,23 @@ impl Daemon {
     async fn reload_config(&mut self) {
         sdnotify::reloading();
         // Off the main loop: the secret stores may take a while to answer.
-        let (path, explicit, flags) = (
+        let (path, explicit, flags, strict) = (
             self.config_path.clone(),
             self.config_explicit,
             self.flags.clone(),
+            self.strict,
         );
-        let loaded = tokio::task::spawn_blocking(move || reload::load(&path, explicit, &flags))
-            .await
-            .map_err(|e| format!("the reload task failed: {e}"))
-            .and_then(|r| r)
-            .and_then(|(cfg, policy, sinks)| {
-                let pipeline = self
-                    .pipeline(&cfg, &policy, sinks.names())
-                    .map_err(|e| e.to_string())?;
-                Ok((cfg, policy, sinks, pipeline))
-            });
+        let loaded =
+            tokio::task::spawn_blocking(move || reload::load(&path, explicit, &flags, strict))
+                .await
+                .map_err(|e| format!("the reload task failed: {e}"))
+                .and_then(|r| r)
+                .and_then(|(cfg, policy, sinks)| {
+                    let pipeline = self
+                        .pipeline(&cfg, &policy, sinks.names())
+                        .map_err(|e| e.to_string())?;
+                    Ok((cfg, policy, sinks, pipeline))
+                });
         let (cfg, policy, sinks, pipeline) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {

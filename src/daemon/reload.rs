@@ -15,7 +15,10 @@ pub fn load(
     path: &Path,
     explicit: bool,
     flags: &SinkFlags,
+    strict: bool,
 ) -> Result<(Config, Arc<Policy>, Sinks), String> {
+    // A config made writable by others since the start is refused like at the start.
+    Config::check_permissions(path, strict).map_err(|e| e.to_string())?;
     let mut cfg = Config::load(path, explicit).map_err(|e| e.to_string())?;
     let policy = Policy::from_config(&cfg, path).map_err(|e: ConfigError| e.to_string())?;
     let sinks = crate::commands::build_sinks(&mut cfg, flags, path).map_err(|e| e.to_string())?;

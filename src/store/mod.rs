@@ -59,6 +59,14 @@ pub enum StoreError {
     },
     #[error("database {path}: corrupt row: {message}")]
     Corrupt { path: PathBuf, message: String },
+    /// Root runs fimd and someone else could write the database, or it is a symlink
+    /// (see [`crate::perms`]).
+    #[error("database {} refused: {source}", .path.display())]
+    Insecure {
+        path: PathBuf,
+        #[source]
+        source: crate::perms::Insecure,
+    },
     /// The configured tamper-evidence key does not fit the database (a configuration error).
     #[error("database {path}: {message}")]
     TamperKey { path: PathBuf, message: String },
@@ -145,6 +153,18 @@ fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> StoreErr
         what,
         source,
     }
+}
+
+/// Refuse a database that a user other than root could write or swap, or that is a
+/// symlink, when `enforce` (see [`crate::perms`]). Runs before anything opens or creates it.
+pub fn check_permissions(path: &Path, enforce: bool) -> Result<(), StoreError> {
+    if !enforce {
+        return Ok(());
+    }
+    crate::perms::check(path, crate::perms::Kind::Database).map_err(|source| StoreError::Insecure {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// SQLite's own message for an unreadable file is "unable to open database file": check first.
