@@ -71,7 +71,10 @@ pub async fn events(
     Ok(Exit::Clean)
 }
 
-pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
+/// `diff [--raw] <EVENT-ID>`: the stored diff. A diff holds whatever a file's writer put in
+/// it: shown on a terminal, its control and bidi characters are escaped (so no title change,
+/// screen clear or reordered text); `--raw` prints the stored bytes as they are.
+pub async fn diff(ctx: &Context, id: i64, raw: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let event = store
         .events_by_ids(&[id])
@@ -80,7 +83,8 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
         .next()
         .ok_or_else(|| CmdError::Usage(format!("no event {id}")))?;
     match &event.diff {
-        Some(d) => print_stdout(d)?,
+        Some(d) if raw => print_stdout(d)?,
+        Some(d) => print_stdout(&crate::event::escape_text(d))?,
         None => {
             let why = if event.sensitive {
                 "the file is sensitive: its content is never stored"
