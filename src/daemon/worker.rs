@@ -341,6 +341,11 @@ impl Worker {
             took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
+        // Retention runs after a full rescan: at start and every rescan_interval.
+        self.pipeline
+            .store
+            .apply_retention(self.pipeline.keep_events)
+            .await?;
         sdnotify::status(&format!("watching; last full rescan {now}"));
         Ok(())
     }
