@@ -183,6 +183,25 @@ fn issue_16_7_retention_without_a_key_then_signing_later() {
     assert_eq!(t.check_json().0, 0);
     let r = t.run(&["verify"]);
     assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    // Re-keyed after pruning: the anchors are signed again with the new key.
+    let old_key = format!("${{file:{}}}", t.dir.path().join("hmac.key").display());
+    let new_key = t.dir.path().join("hmac2.key");
+    std::fs::write(&new_key, "second-key\n").expect("key");
+    t.write_config(
+        "",
+        &format!(
+            "[store]\nkeep_events = \"2s\"\nhmac_key = \"${{file:{}}}\"\n",
+            new_key.display()
+        ),
+    );
+    let r = t.run(&["verify", "--rekey", "--old-hmac-key", &old_key]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    let r = t.run(&["verify"]);
+    assert_eq!(r.code, 0, "{} {}", r.stdout, r.stderr);
+    assert!(
+        sqlite(&t.db, "SELECT COUNT(*) FROM event_chain_anchors") != "0",
+        "the test must cover an anchor"
+    );
 }
 
 /// See: issue #16 item 7. `status` shows the database size, the oldest event kept and the
