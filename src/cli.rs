@@ -162,11 +162,15 @@ pub enum Command {
         #[arg(long, value_name = "REF")]
         old_hmac_key: Option<String>,
     },
-    /// Print the stored diff of one event.
+    /// Print the stored diff of one event (control and bidi characters escaped).
     Diff {
         /// The event's id (`fimd events` shows it).
         #[arg(value_name = "EVENT-ID")]
         id: i64,
+        /// Print the stored diff exactly, control characters included (for a file or a
+        /// pipe, not a terminal).
+        #[arg(long)]
+        raw: bool,
     },
     /// Baseline size, last full scan, watches, outbox backlog and failures.
     Status {

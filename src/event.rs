@@ -342,9 +342,11 @@ pub fn path_for_json(path: &Path) -> (String, Option<String>) {
 }
 
 /// A path for one line of human output: invalid UTF-8 bytes as `\xNN`, control characters
-/// (a newline in a file name) and backslashes escaped, so one path is always one line and
-/// the exact bytes can be read back (tests/properties.rs): ASCII controls as `\n`, `\t`,
-/// `\r` or `\xNN`, the C1 controls as `\u{85}`.
+/// (a newline in a file name, C0 and C1 escapes that drive a terminal) and backslashes
+/// escaped, so one path is always one line, cannot rewrite the screen and its exact bytes can
+/// be read back (tests/properties.rs): ASCII controls as `\n`, `\t`, `\r` or `\xNN`, the C1
+/// controls as `\u{85}`, bidi controls (U+202E) as `\u{202e}`, so a name cannot show itself
+/// reversed.
 pub fn display_path(path: &Path) -> String {
     escape_bytes(path.as_os_str().as_bytes())
 }
@@ -359,10 +361,7 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\t' => out.push_str("\\t"),
                 '\r' => out.push_str("\\r"),
-                c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                // C1 controls (U+0080..U+009F) as `\u{..}`: `\x80` is the invalid byte 0x80.
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-                c => out.push(c),
+                c => push_escaped(&mut out, c),
             }
         }
         for b in chunk.invalid() {
@@ -370,6 +369,42 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Multi-line text a file's writer chose (a stored diff), for a terminal: newlines and tabs
+/// stay, every other control character and the bidi controls are escaped as in
+/// [`escape_bytes`]. Backslashes stay as they are (configs are full of them), so this is for
+/// reading; `fimd diff --raw` gives the exact text.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c => push_escaped(&mut out, c),
+        }
+    }
+    out
+}
+
+/// Bidirectional formatting characters: embeddings and overrides (U+202A-U+202E), isolates
+/// (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C). On a terminal they reorder the
+/// text around them ("Trojan Source").
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+}
+
+/// `c`, or its escape when it is a control (C0, DEL, C1) or bidi character.
+fn push_escaped(out: &mut String, c: char) {
+    if c.is_ascii_control() {
+        out.push_str(&format!("\\x{:02x}", c as u32));
+    } else if c.is_control() {
+        // C1 controls (U+0080..U+009F) as `\u{..}`: `\x80` is the invalid byte 0x80.
+        out.push_str(&format!("\\u{{{:x}}}", c as u32));
+    } else if is_bidi_control(c) {
+        out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+    } else {
+        out.push(c);
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +439,22 @@ mod tests {
         assert_eq!(ev.path_buf(), p);
         let utf8 = path_for_json(Path::new("/etc/ok conf"));
         assert_eq!(utf8, ("/etc/ok conf".to_string(), None));
+    }
+
+    /// #16 item 6: what a file's writer controls never drives the terminal.
+    #[test]
+    fn terminal_controls_and_bidi_are_escaped() {
+        let name = "/etc/x\u{1b}]0;owned\u{7}\u{9b}2J\u{202e}fdp.conf\u{2066}";
+        assert_eq!(
+            display_path(Path::new(name)),
+            "/etc/x\\x1b]0;owned\\x07\\u{9b}2J\\u{202e}fdp.conf\\u{2066}"
+        );
+        let diff = "+a\tb \\ c\n+\u{1b}[2J\u{9b}1m\u{202d}x\r\n";
+        assert_eq!(
+            escape_text(diff),
+            "+a\tb \\ c\n+\\x1b[2J\\u{9b}1m\\u{202d}x\\x0d\n"
+        );
+        assert_eq!(escape_text("caf\u{e9} \u{5d0}\n"), "caf\u{e9} \u{5d0}\n");
     }
 
     #[test]

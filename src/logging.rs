@@ -80,6 +80,7 @@ pub fn init(level: &str, events_on_stderr: bool) -> Output {
         events_on_stderr || m.target() != EVENT_TARGET
     });
     let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(QuotedFields)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -138,7 +139,7 @@ pub fn record_event(e: &Event) {
                 FIM_PACKAGE_VERIFIED = %pkg_verified,
                 "file {}: {}{} [{}: {}]",
                 e.event.as_str(),
-                path,
+                quote_if_needed(&path),
                 if changed.is_empty() { String::new() } else { format!(" ({changed})") },
                 e.severity.as_str(),
                 e.reason
@@ -174,5 +175,113 @@ fn event_priorities() -> tracing_journald::PriorityMappings {
         info: Priority::Warning,
         debug: Priority::Notice,
         trace: Priority::Informational,
+    }
+}
+
+/// `text` as it is when it is one plain token, else quoted with Rust's escapes: in the text
+/// log a value (a file name chosen by whoever can write a watched directory) can then never
+/// look like more `KEY=value` fields (#16 item 6).
+pub fn quote_if_needed(text: &str) -> std::borrow::Cow<'_, str> {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '=' | '\\'));
+    if plain {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(format!("{text:?}"))
+    }
+}
+
+/// The text log's field formatter: `KEY=value`, the value quoted unless it is one plain
+/// token (tracing's default writes `%` values bare, so a name with spaces forged fields).
+struct QuotedFields;
+
+impl<'w> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'w>>
+    for QuotedFields
+{
+    type Visitor = QuotedVisitor<'w>;
+
+    fn make_visitor(
+        &self,
+        writer: tracing_subscriber::fmt::format::Writer<'w>,
+    ) -> QuotedVisitor<'w> {
+        QuotedVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+struct QuotedVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl QuotedVisitor<'_> {
+    fn write(&mut self, field: &tracing::field::Field, text: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let sep = if std::mem::take(&mut self.first) {
+            ""
+        } else {
+            " "
+        };
+        self.result = if field.name() == "message" {
+            // fimd's own sentence; the values it holds are quoted where they are made.
+            write!(self.writer, "{sep}{text}")
+        } else {
+            write!(
+                self.writer,
+                "{sep}{}={}",
+                field.name(),
+                quote_if_needed(text)
+            )
+        };
+    }
+}
+
+impl tracing::field::Visit for QuotedVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<std::fmt::Result> for QuotedVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for QuotedVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        &mut self.writer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_if_needed;
+
+    #[test]
+    fn values_that_could_forge_fields_are_quoted() {
+        assert_eq!(
+            quote_if_needed("/etc/ssh/sshd_config"),
+            "/etc/ssh/sshd_config"
+        );
+        assert_eq!(
+            quote_if_needed("/x FIM_EVENT=removed FIM_SENSITIVE=true.conf"),
+            "\"/x FIM_EVENT=removed FIM_SENSITIVE=true.conf\""
+        );
+        assert_eq!(quote_if_needed("a\"b"), "\"a\\\"b\"");
+        assert_eq!(quote_if_needed(""), "\"\"");
+        assert_eq!(quote_if_needed("x=y"), "\"x=y\"");
     }
 }

@@ -5,7 +5,8 @@ use super::setup::{print_stdout, Context};
 use super::{CmdError, Exit};
 use crate::event::display_path;
 use crate::policy::Patterns;
-use crate::store::EventFilter;
+use crate::store::{EventFilter, EventsError};
+use std::io::Write;
 
 pub async fn events(
     ctx: &Context,
@@ -41,37 +42,78 @@ pub async fn events(
         None => None,
     };
     let store = ctx.open_existing_store().await?;
-    let events = store
-        .events(&EventFilter {
-            since_ns,
-            path,
-            limit,
-            min_severity,
+    let filter = EventFilter {
+        since_ns,
+        path,
+        limit,
+        min_severity,
+    };
+    // One event at a time, straight to stdout: memory stays flat however long the history.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = store
+        .for_each_event(&filter, |e| {
+            let line = match format {
+                Some(format) => crate::format::line(&e, format)
+                    .map_err(|e| Stop::Failed(CmdError::Io(format!("cannot encode event: {e}"))))?,
+                None => {
+                    let id = e.id.unwrap_or(0);
+                    let diff = if e.diff.is_some() { "  [diff]" } else { "" };
+                    let line = super::scan::human_line(&e);
+                    format!(
+                        "{id:>6}  {}  {:<7} {}{diff}",
+                        e.time,
+                        e.source.as_str(),
+                        line.trim_end()
+                    )
+                }
+            };
+            writeln!(out, "{line}").map_err(Stop::from)
         })
-        .await?;
-    let mut out = String::new();
-    for e in &events {
-        if let Some(format) = format {
-            out += &crate::format::line(e, format)
-                .map_err(|e| CmdError::Io(format!("cannot encode event: {e}")))?;
-            out.push('\n');
-        } else {
-            let id = e.id.unwrap_or(0);
-            let diff = if e.diff.is_some() { "  [diff]" } else { "" };
-            let line = super::scan::human_line(e);
-            out += &format!(
-                "{id:>6}  {}  {:<7} {}{diff}\n",
-                e.time,
-                e.source.as_str(),
-                line.trim_end()
-            );
-        }
+        .await;
+    let flushed = match written {
+        Ok(()) => out.flush().map_err(Stop::from),
+        Err(EventsError::Store(e)) => return Err(e.into()),
+        Err(EventsError::Each(stop)) => Err(stop),
+    };
+    match flushed {
+        Ok(()) | Err(Stop::Closed) => Ok(Exit::Clean),
+        Err(Stop::Failed(e)) => Err(e),
     }
-    print_stdout(&out)?;
-    Ok(Exit::Clean)
 }
 
-pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
+/// Why printing the history stopped early.
+enum Stop {
+    /// The reader went away (`fimd events | head`): not an error.
+    Closed,
+    Failed(CmdError),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Stop {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Stop::Closed
+        } else {
+            Stop::Failed(CmdError::Io(format!("cannot write to stdout: {e}")))
+        }
+    }
+}
+
+/// `[store] keep_events` for people: "400 days" (humantime would say "1year 1month 4days
+/// 7h 26m 24s"), or "forever".
+fn keep_events_text(ctx: &Context) -> String {
+    match ctx.cfg.store.keep_events {
+        d if d.is_zero() => "forever".to_string(),
+        d if d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+            crate::timefmt::plural((d.as_secs() / 86_400) as usize, "day", "days")
+        }
+        d => humantime::format_duration(d).to_string(),
+    }
+}
+
+/// `diff [--raw] <EVENT-ID>`: the stored diff. A diff holds whatever a file's writer put in
+/// it: shown on a terminal, its control and bidi characters are escaped (so no title change,
+/// screen clear or reordered text); `--raw` prints the stored bytes as they are.
+pub async fn diff(ctx: &Context, id: i64, raw: bool) -> Result<Exit, CmdError> {
     let store = ctx.open_existing_store().await?;
     let event = store
         .events_by_ids(&[id])
@@ -80,7 +122,8 @@ pub async fn diff(ctx: &Context, id: i64) -> Result<Exit, CmdError> {
         .next()
         .ok_or_else(|| CmdError::Usage(format!("no event {id}")))?;
     match &event.diff {
-        Some(d) => print_stdout(d)?,
+        Some(d) if raw => print_stdout(d)?,
+        Some(d) => print_stdout(&crate::event::escape_text(d))?,
         None => {
             let why = if event.sensitive {
                 "the file is sensitive: its content is never stored"
@@ -125,6 +168,7 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
         v["missing_watches"] = serde_json::Value::from(paths);
         v["parked"] = serde_json::to_value(&parked)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?;
+        v["keep_events"] = serde_json::Value::from(keep_events_text(ctx));
         serde_json::to_string_pretty(&v)
             .map_err(|e| CmdError::Io(format!("cannot encode status: {e}")))?
             + "\n"
@@ -148,6 +192,14 @@ pub async fn status(ctx: &Context, json: bool) -> Result<Exit, CmdError> {
             s.last_full_scan.as_deref().unwrap_or("never")
         );
         o += &format!("events: {}\n", s.events);
+        o += &format!(
+            "oldest event: {}\n",
+            match &s.oldest_event {
+                Some(e) => format!("{} ({})", e.id, e.time),
+                None => "none".to_string(),
+            }
+        );
+        o += &format!("history kept: {}\n", keep_events_text(ctx));
         o += &format!(
             "outbox: {} pending, {} parked, {} failed\n",
             s.outbox_pending, s.outbox_parked, s.outbox_failed

@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
             severity,
             format,
         } => history::events(&ctx, json, since, path, limit, severity, format).await,
-        Command::Diff { id } => history::diff(&ctx, id).await,
+        Command::Diff { id, raw } => history::diff(&ctx, id, raw).await,
         Command::Status { json } => history::status(&ctx, json).await,
         Command::Verify {
             json,

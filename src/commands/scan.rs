@@ -76,6 +76,13 @@ pub async fn check(ctx: &Context, json: bool, dry_run: bool, full: bool) -> Resu
     if !dry_run {
         crate::explain::rate_unrated(&store, &pipeline.explain).await?;
     }
+    if !dry_run {
+        // Before the scan, so this run's own events are never candidates. A failure (a lock
+        // held elsewhere) must not cost the check: the next one tries again.
+        if let Err(e) = store.apply_retention(pipeline.keep_events).await {
+            tracing::warn!(error = %e, "cannot prune old history now; the next check tries again");
+        }
+    }
     let mode = if dry_run { Mode::DryRun } else { Mode::Record };
     let mut report = pipeline.full_scan(mode, Source::Check, &|_| {}).await?;
     pipeline

@@ -224,14 +224,31 @@ impl PackagesConfig {
     }
 }
 
-/// `[store]`: the database's own protection.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+/// `[store]`: the database's own protection and the history's retention.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The tamper-evidence key (a secret reference: `${credential:fimd-hmac-key}`): every
     /// baseline row and the chain of events carry an HMAC-SHA256 under it. Unset = off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_key: Option<Secret>,
+    /// How long events are kept: older ones (with their diffs and delivered alerts) are
+    /// pruned by the daemon after each full rescan and by `check`; an event whose alert is
+    /// not delivered yet is kept. `"0s"` keeps everything.
+    #[serde(with = "humantime_serde")]
+    pub keep_events: Duration,
+}
+
+/// The default history: PCI DSS 10.5.1 asks for one year, plus a margin.
+pub const DEFAULT_KEEP_EVENTS: Duration = Duration::from_secs(400 * 24 * 3600);
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            hmac_key: None,
+            keep_events: DEFAULT_KEEP_EVENTS,
+        }
+    }
 }
 
 /// `[fleet]`: where `fimd fleet` reads every host's events (a `fim_reader` login).

@@ -341,6 +341,16 @@ impl Worker {
             took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
+        // Retention runs after a full rescan: at start and every rescan_interval. A failure
+        // (a long lock held elsewhere) costs nothing but disk: the next rescan tries again.
+        if let Err(e) = self
+            .pipeline
+            .store
+            .apply_retention(self.pipeline.keep_events)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune old history now; the next full rescan tries again");
+        }
         sdnotify::status(&format!("watching; last full rescan {now}"));
         Ok(())
     }

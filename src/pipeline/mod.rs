@@ -91,6 +91,8 @@ pub struct Pipeline {
     pub sinks: Vec<SinkRoute>,
     /// The explain stage (package verdicts, severity).
     pub explain: Arc<Explainer>,
+    /// `[store] keep_events`: how long history is kept (zero: forever).
+    pub keep_events: std::time::Duration,
     pool: Arc<rayon::ThreadPool>,
     /// Checked between committed batches; a cancelled scan stops at the next batch boundary.
     cancel: CancellationToken,
@@ -127,6 +129,7 @@ impl Pipeline {
             .map_err(std::io::Error::other)?;
         Ok(Pipeline {
             explain: Arc::new(Explainer::without_packages(policy.clone())),
+            keep_events: std::time::Duration::ZERO,
             store,
             policy,
             settings,
@@ -155,7 +158,7 @@ impl Pipeline {
             rate: scan::governor::RateLimit::new(cfg.daemon.hash_rate).map(Arc::new),
         };
         let explain = Arc::new(Explainer::load(&cfg.packages, policy.clone()));
-        Ok(Pipeline::new(
+        let mut pipeline = Pipeline::new(
             store,
             policy,
             settings,
@@ -164,7 +167,9 @@ impl Pipeline {
             cfg.hash_workers(),
             cfg.daemon.low_priority,
         )?
-        .with_explainer(explain))
+        .with_explainer(explain);
+        pipeline.keep_events = cfg.store.keep_events;
+        Ok(pipeline)
     }
 
     /// Explain changes with this explain stage (package databases loaded).

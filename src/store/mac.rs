@@ -139,6 +139,18 @@ impl MacKey {
             .text(e.package.as_deref());
         hmac_sha256(&self.key, &c.0)
     }
+
+    /// The MAC of a chain anchor (see `retention`): the kept event `event_id` follows the
+    /// kept event `after_id` (0: none) across pruned events, and its chain continues from
+    /// `prev_mac`.
+    pub fn anchor(&self, event_id: i64, after_id: i64, prev_mac: &[u8; 32]) -> [u8; 32] {
+        let mut c = Canon::default();
+        c.text(Some("fimd anchor v1"))
+            .int(event_id)
+            .int(after_id)
+            .bytes(Some(prev_mac));
+        hmac_sha256(&self.key, &c.0)
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod events;
 mod mac;
 mod read;
+mod retention;
 mod tamper;
 mod write;
 
@@ -14,7 +15,8 @@ pub use mac::MacKey;
 pub use tamper::{KeyState, VerifyReport};
 
 pub use events::load_events;
-pub use read::{EventFilter, Status};
+pub use read::{EventFilter, EventsError, Status};
+pub use retention::PruneReport;
 pub use write::Batch;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -240,6 +242,10 @@ impl Store {
             // Only takes effect when the database is created.
             .pragma("page_size", "65536")
             .pragma("secure_delete", "ON")
+            // Pruned history gives its pages back (`PRAGMA incremental_vacuum` after a prune).
+            // Only takes effect when the database is created: an older database keeps
+            // auto_vacuum = none and reuses the freed pages instead (README "History").
+            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
             // Statements are not logged: they carry paths, and a slow one is not a user's problem.
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()

@@ -242,18 +242,35 @@ impl Store {
                 }
             }
         }
+        let anchors = super::retention::load_anchors(&self.pool)
+            .await
+            .map_err(|e| self.sql(e))?;
         let mut prev = CHAIN_START;
-        let mut last_id: Option<i64> = None;
+        let mut last_id = 0;
         let sql = format!("{EVENT_SELECT} ORDER BY id");
         let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&self.pool);
         while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
             let (cols, mac) = event_columns(&row).map_err(|e| self.sql(e))?;
             report.events += 1;
-            if let Some(last) = last_id.filter(|l| cols.id != l + 1) {
-                report.problems.push(match cols.id - last {
-                    2 => format!("event {}: deleted", last + 1),
-                    _ => format!("events {} to {}: deleted", last + 1, cols.id - 1),
-                });
+            if cols.id != last_id + 1 {
+                // A hole: pruned by retention (a signed anchor says so) or deleted.
+                match anchors.get(&cols.id) {
+                    Some(a) if a.after_id == last_id => {
+                        if a.mac.as_deref()
+                            != Some(key.anchor(cols.id, a.after_id, &a.chain_from()).as_slice())
+                        {
+                            report.problems.push(format!(
+                                "event {}: the record of the events pruned before it was altered",
+                                cols.id
+                            ));
+                        }
+                        prev = a.chain_from();
+                    }
+                    _ => report.problems.push(match cols.id - last_id {
+                        2 => format!("event {}: deleted", last_id + 1),
+                        _ => format!("events {} to {}: deleted", last_id + 1, cols.id - 1),
+                    }),
+                }
             }
             let expected = key.event(&prev, &cols);
             if mac.as_deref() != Some(expected.as_slice()) {
@@ -267,7 +284,7 @@ impl Store {
                 .as_deref()
                 .and_then(|m| <[u8; 32]>::try_from(m).ok())
                 .unwrap_or(expected);
-            last_id = Some(cols.id);
+            last_id = cols.id;
         }
         Ok(report)
     }
@@ -331,6 +348,18 @@ async fn rechain(
         .flatten()
         .and_then(|m| <[u8; 32]>::try_from(m.as_slice()).ok())
         .unwrap_or(CHAIN_START);
+    // Across a pruned hole the chain continues from the anchor's MAC; anchors are signed
+    // again under this key (their `prev_mac` is kept: it is the MAC the pruned event had).
+    let anchors = super::retention::load_anchors(&mut **tx).await?;
+    for (id, a) in &anchors {
+        let from = a.chain_from();
+        sqlx::query("UPDATE event_chain_anchors SET prev_mac = ?, mac = ? WHERE event_id = ?")
+            .bind(from.to_vec())
+            .bind(key.anchor(*id, a.after_id, &from).to_vec())
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
     let sql = format!("{EVENT_SELECT} WHERE id >= ? ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(from_id)
@@ -339,6 +368,9 @@ async fn rechain(
     let mut n = 0;
     for row in &rows {
         let (cols, _) = event_columns(row)?;
+        if let Some(a) = anchors.get(&cols.id) {
+            prev = a.chain_from();
+        }
         prev = key.event(&prev, &cols);
         sqlx::query("UPDATE events SET mac = ? WHERE id = ?")
             .bind(prev.to_vec())
