@@ -179,13 +179,13 @@ fn plan(policy: &Policy, paths: Vec<PathBuf>, known_dirs: &HashSet<PathBuf>) -> 
         // entries, never followed); its real path is reported on its own.
         let via_symlink = p
             .parent()
-            .and_then(|d| std::fs::symlink_metadata(d).ok())
+            .and_then(|d| crate::scan::reach::symlink_metadata(d).ok())
             .is_some_and(|m| m.file_type().is_symlink());
         if via_symlink {
             continue;
         }
         let was_dir = known_dirs.contains(&p);
-        match std::fs::symlink_metadata(&p) {
+        match crate::scan::reach::symlink_metadata(&p) {
             Err(e) if is_gone(&e) => {
                 if was_dir {
                     plan.prefixes.push(p.clone());
