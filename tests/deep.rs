@@ -1,5 +1,5 @@
-//! Reliability at the edges (issue #16): files nested deeper than PATH_MAX (item 2), through
-//! `check` and the daemon.
+//! Reliability at the edges (issue #16): files nested deeper than PATH_MAX (item 2) and a
+//! symlinked watch root that is retargeted (item 10), through `check` and the daemon.
 //! See: issue #16 "Reliability under faults and hostile input".
 
 mod common;
@@ -129,4 +129,155 @@ fn issue_16_2_daemon_reports_files_beyond_path_max_fanotify() {
         return;
     }
     daemon_reports_deep_files("require");
+}
+
+/// `<base>/old/a.conf`, `<base>/new/b.conf` and `<base>/link -> old`; returns the link.
+fn symlinked_root(base: &Path) -> PathBuf {
+    for (dir, file) in [("old", "a.conf"), ("new", "b.conf")] {
+        std::fs::create_dir(base.join(dir)).expect("mkdir");
+        std::fs::write(base.join(dir).join(file), format!("{file}\n")).expect("write");
+    }
+    let link = base.join("link");
+    std::os::unix::fs::symlink(base.join("old"), &link).expect("symlink");
+    link
+}
+
+/// `ln -sfn <base>/new <base>/link`, atomically (a new link renamed over the old one).
+fn retarget(base: &Path) {
+    let tmp = base.join("link.tmp");
+    std::os::unix::fs::symlink(base.join("new"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, base.join("link")).expect("rename over the link");
+}
+
+/// The retarget's three facts: one high `modified` event on the link naming both targets,
+/// the old tree's file removed, the new tree's file added.
+fn assert_retarget_events(events: &[Value], base: &Path) {
+    let link = base.join("link");
+    let moved = for_path(events, "modified", &link).expect("an event on the link");
+    assert_eq!(moved["severity"], "high", "{moved}");
+    assert_eq!(
+        moved["reason"],
+        format!(
+            "watch root {} now points to {} (was {})",
+            link.display(),
+            base.join("new").display(),
+            base.join("old").display()
+        ),
+        "{moved}"
+    );
+    assert_eq!(moved["changed"], serde_json::json!(["link_target"]));
+    assert!(
+        for_path(events, "removed", &base.join("old/a.conf")).is_some(),
+        "the old tree's file is removed: {events:#?}"
+    );
+    assert!(
+        for_path(events, "added", &base.join("new/b.conf")).is_some(),
+        "the new tree's file is added: {events:#?}"
+    );
+}
+
+#[test]
+fn issue_16_10_check_reports_a_retargeted_symlink_root() {
+    let t = TempTree::new("", "");
+    let base = t.root.parent().expect("base").to_path_buf();
+    let link = symlinked_root(&base);
+    std::fs::write(
+        &t.config,
+        format!(
+            "[daemon]\ndatabase = {:?}\n\n[[watch]]\npath = {link:?}\n\n[users]\nauthorized_keys = false\n",
+            t.db
+        ),
+    )
+    .expect("config");
+    t.init();
+    let (code, events) = t.check_json();
+    assert_eq!((code, events.len()), (0, 0), "{events:?}");
+
+    retarget(&base);
+    let r = t.run(&["check", "--dry-run", "--json"]);
+    assert_eq!(r.code, 7, "dry run: {}", r.stderr);
+    assert_retarget_events(&r.json_lines(), &base);
+
+    let (code, events) = t.check_json();
+    assert_eq!(code, 7, "modified + removed + added: {events:#?}");
+    assert_retarget_events(&events, &base);
+    assert_eq!(events.len(), 3, "{events:#?}");
+
+    let (code, events) = t.check_json();
+    assert_eq!((code, events.len()), (0, 0), "reported once: {events:?}");
+}
+
+/// A daemon config watching `<base>/link`, with this rescan interval.
+fn link_config(env: &Env, rescan: &str) -> PathBuf {
+    let base = env.base();
+    let link = symlinked_root(&base);
+    std::fs::write(
+        &env.config,
+        format!(
+            "[daemon]\ndatabase = {:?}\ndebounce = \"50ms\"\nrescan_interval = \"{rescan}\"\nwhodata = \"off\"\n\n\
+             [[watch]]\npath = {link:?}\n\n[users]\nauthorized_keys = false\n",
+            env.db
+        ),
+    )
+    .expect("config");
+    link
+}
+
+fn wait_retarget(env: &Env) {
+    let base = env.base();
+    let events = env.wait_events("the retarget's events", |ev| {
+        let p = base.join("link").to_string_lossy().into_owned();
+        ev.iter().any(|e| e["path"] == *p)
+            && for_path(ev, "added", &base.join("new/b.conf")).is_some()
+    });
+    assert_retarget_events(&events, &base);
+}
+
+#[test]
+fn issue_16_10_daemon_reload_reports_a_retargeted_symlink_root() {
+    let env = Env::new();
+    link_config(&env, "1h");
+    let mut d = env.start();
+    retarget(&env.base());
+    d.signal("HUP");
+    d.wait_message("READY=1 after the reload", |m| {
+        m.contains("configuration reloaded")
+    });
+    wait_retarget(&env);
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn issue_16_10_daemon_periodic_rescan_reports_a_retargeted_symlink_root() {
+    let env = Env::new();
+    link_config(&env, "1s");
+    let d = env.start();
+    retarget(&env.base());
+    wait_retarget(&env);
+    // It keeps monitoring the new tree.
+    let c = env.base().join("new/c.conf");
+    std::fs::write(&c, "c\n").expect("write");
+    env.wait_events("the new tree's next event", |ev| {
+        for_path(ev, "added", &c).is_some()
+    });
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn issue_16_10_daemon_start_reports_a_retargeted_symlink_root() {
+    let env = Env::new();
+    link_config(&env, "1h");
+    let out = env.fimd().arg("init").output().expect("init");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    retarget(&env.base());
+    let d = env.start();
+    wait_retarget(&env);
+    let (status, _) = d.stop();
+    assert!(status.success());
 }

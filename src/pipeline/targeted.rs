@@ -137,8 +137,10 @@ impl Pipeline {
     }
 
     /// Delete, without events, every baseline row the current policy no longer monitors
-    /// (roots removed from the config, files no longer selected). Returns how many.
-    pub async fn prune_unmonitored(&self) -> Result<usize, StoreError> {
+    /// (roots removed from the config, files no longer selected), except rows below `keep`
+    /// (the old targets of retargeted roots: a full scan reports them removed). Returns how
+    /// many.
+    pub async fn prune_unmonitored(&self, keep: &[PathBuf]) -> Result<usize, StoreError> {
         // Streamed: only the rows to delete are held, never the whole baseline.
         let mut deletes: Vec<PathBuf> = Vec::new();
         for dirs in [false, true] {
@@ -152,7 +154,7 @@ impl Pipeline {
                     } else {
                         self.policy.selects(&p)
                     };
-                    (!monitored).then_some(p)
+                    (!monitored && !keep.iter().any(|k| p.starts_with(k))).then_some(p)
                 }));
             }
             reader
