@@ -87,11 +87,12 @@ pub fn changes(recorded: &BTreeMap<PathBuf, PathBuf>, policy: &Policy) -> Vec<Re
         .map(|(link, old)| Retarget {
             link: link.clone(),
             old: old.clone(),
-            // No redirect now: a real directory there, a link to a non-directory, or nothing.
+            // No redirect now: a real directory there, a link to a non-directory, or nothing
+            // (a link still naming the old target, which is gone, points to nothing).
             new: now.get(link).cloned().or_else(|| {
                 std::fs::canonicalize(link)
-                    .or_else(|_| std::fs::read_link(link))
                     .ok()
+                    .or_else(|| std::fs::read_link(link).ok().filter(|t| t != old))
             }),
         })
         .collect()
