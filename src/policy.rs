@@ -84,6 +84,10 @@ pub struct Watch {
     exclude: Patterns,
     /// The lowest severity of an unexplained change below this watch (`severity = "high"`).
     pub severity: Option<Severity>,
+    /// A directory root reached through a symlink (the path itself or an ancestor): where it
+    /// led when the policy was built (= `root`). Recorded by full scans so a retargeted
+    /// link is reported (see `pipeline::retarget`).
+    pub redirect: Option<PathBuf>,
 }
 
 impl Watch {
@@ -270,6 +274,25 @@ impl Policy {
             .collect()
     }
 
+    /// Where each configured directory root reached through a symlink leads (`[[watch]]`
+    /// paths only), as resolved when the policy was built.
+    pub fn redirects(&self) -> std::collections::BTreeMap<PathBuf, PathBuf> {
+        self.watches
+            .iter()
+            .filter(|w| !w.from_users)
+            .filter_map(|w| Some((w.configured.clone(), w.redirect.clone()?)))
+            .collect()
+    }
+
+    /// A configured root's symlink leads elsewhere now than when the policy was built (the
+    /// daemon then builds its policy again: see `daemon::run`). Blocking: a few `stat`s.
+    pub fn roots_moved(&self) -> bool {
+        self.watches
+            .iter()
+            .filter(|w| !w.from_users)
+            .any(|w| locate(&w.configured, false).3 != w.redirect)
+    }
+
     /// Single-file targets (file roots, authorized_keys files), deduplicated.
     pub fn file_targets(&self) -> Vec<&Path> {
         let mut seen = BTreeSet::new();
@@ -290,21 +313,7 @@ impl Watch {
         exclude: Patterns,
         file_target: bool,
     ) -> Watch {
-        let meta = std::fs::symlink_metadata(configured);
-        let follows_to_dir = std::fs::metadata(configured)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-        let (root, exists, is_dir) = match meta {
-            Ok(m) if m.is_dir() || (m.file_type().is_symlink() && follows_to_dir) => {
-                let root =
-                    std::fs::canonicalize(configured).unwrap_or_else(|_| configured.to_path_buf());
-                (root, true, true)
-            }
-            Ok(_) => (canonical_parent(configured), true, false),
-            // Not there yet: resolve the parent; a tree unless it is a single-file target. The
-            // scanner looks again (lstat) each time it runs.
-            Err(_) => (canonical_parent(configured), false, !file_target),
-        };
+        let (root, exists, is_dir, redirect) = locate(configured, file_target);
         Watch {
             configured: configured.to_path_buf(),
             root,
@@ -317,7 +326,30 @@ impl Watch {
             include,
             exclude,
             severity: None,
+            redirect,
         }
+    }
+}
+
+/// Resolve a configured watch path: (root, exists, is_dir, redirect); see [`Watch`].
+fn locate(configured: &Path, file_target: bool) -> (PathBuf, bool, bool, Option<PathBuf>) {
+    let meta = std::fs::symlink_metadata(configured);
+    let follows_to_dir = std::fs::metadata(configured)
+        .map(|m| m.is_dir())
+        .unwrap_or(false);
+    match meta {
+        Ok(m) if m.is_dir() || (m.file_type().is_symlink() && follows_to_dir) => {
+            let root =
+                std::fs::canonicalize(configured).unwrap_or_else(|_| configured.to_path_buf());
+            // Through a symlink when the canonical path differs (ignoring a mere trailing
+            // slash or `.` component, which `Path` equality already ignores).
+            let redirect = (root != configured).then(|| root.clone());
+            (root, true, true, redirect)
+        }
+        Ok(_) => (canonical_parent(configured), true, false, None),
+        // Not there yet: resolve the parent; a tree unless it is a single-file target. The
+        // scanner looks again (lstat) each time it runs.
+        Err(_) => (canonical_parent(configured), false, !file_target, None),
     }
 }
 

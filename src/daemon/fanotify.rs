@@ -19,6 +19,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::scan::reach::reach;
+
 /// Events fimd asks for on every marked directory (and its children).
 const MASK: u64 = libc::FAN_CREATE
     | libc::FAN_DELETE
@@ -133,7 +135,10 @@ impl Fanotify {
         if self.renames {
             mask |= libc::FAN_RENAME;
         }
-        let c = cpath(dir)?;
+        // `at`: the same directory by a path the kernel accepts (it may be deeper than
+        // PATH_MAX); the maps keep the real path.
+        let at = reach(dir)?;
+        let c = cpath(at.path())?;
         // SAFETY: `c` is a valid NUL-terminated path; the kernel only reads it.
         let rc = unsafe {
             libc::fanotify_mark(
@@ -147,9 +152,9 @@ impl Fanotify {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let key = handle_of(dir)?;
+        let key = handle_of(at.path())?;
         if let std::collections::hash_map::Entry::Vacant(slot) = self.mounts.entry(key.0) {
-            slot.insert(open_dir(dir)?);
+            slot.insert(open_dir(at.path())?);
         }
         self.dirs.insert(key.clone(), dir.to_path_buf());
         self.marked.insert(dir.to_path_buf(), key);
@@ -168,7 +173,9 @@ impl Fanotify {
             if let Some(key) = self.marked.remove(&p) {
                 self.dirs.remove(&key);
             }
-            if let Ok(c) = cpath(&p) {
+            // `at` holds the descriptor its path goes through until the call is done.
+            let Ok(at) = reach(&p) else { continue };
+            if let Ok(c) = cpath(at.path()) {
                 // SAFETY: as in `mark`; a failure (already gone) is harmless.
                 unsafe {
                     libc::fanotify_mark(

@@ -286,9 +286,7 @@ pub async fn run(
                 d.last_overflow_rescan = Some(Instant::now());
                 d.full_rescan(Reason::KernelOverflow);
             }
-            _ = d.rescan.tick() => {
-                d.ready.full.get_or_insert(Reason::Periodic);
-            }
+            _ = d.rescan.tick() => d.periodic_rescan().await,
             permit = work_tx.reserve(), if has_work => {
                 if let (Ok(permit), Some(work)) = (permit, d.ready.take()) {
                     permit.send(work);
@@ -476,6 +474,58 @@ impl Daemon {
         if let Err(e) = self.store.set_meta("daemon.fallback", &value).await {
             tracing::warn!(error = %e, "cannot publish daemon status");
         }
+    }
+
+    /// The periodic rescan. When a watch root's symlink leads elsewhere now, the policy is
+    /// built again from the running config first (the same config, roots resolved anew), and
+    /// the worker's reload step reports the retarget with a full rescan; otherwise a plain
+    /// full rescan.
+    async fn periodic_rescan(&mut self) {
+        let policy = self.policy.clone();
+        let moved = tokio::task::spawn_blocking(move || policy.roots_moved())
+            .await
+            .unwrap_or(false);
+        if !(moved && self.follow_moved_roots().await) {
+            self.ready.full.get_or_insert(Reason::Periodic);
+        }
+    }
+
+    /// Resolve the roots again (see [`Daemon::periodic_rescan`]); false when that failed
+    /// (logged), so a plain rescan runs instead.
+    async fn follow_moved_roots(&mut self) -> bool {
+        let (cfg, path) = (self.cfg.clone(), self.config_path.clone());
+        let built = tokio::task::spawn_blocking(move || Policy::from_config(&cfg, &path))
+            .await
+            .map_err(|e| format!("the policy task failed: {e}"))
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map(Arc::new)
+            .and_then(|policy| {
+                let pipeline = self
+                    .pipeline(&self.cfg, &policy, self.sink_names.clone())
+                    .map_err(|e| e.to_string())?;
+                Ok((policy, pipeline))
+            });
+        let (policy, pipeline) = match built {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::error!(
+                    "a watch root's symlink changed, but the roots cannot be resolved again: {e}"
+                );
+                return false;
+            }
+        };
+        tracing::info!("a watch root's symlink leads elsewhere now; following it");
+        let old_policy = match self.ready.reload.take() {
+            Some(Work::Reload { old_policy, .. }) => old_policy,
+            _ => self.policy.clone(),
+        };
+        self.policy = policy;
+        self.configure_watches().await;
+        self.ready.reload = Some(Work::Reload {
+            pipeline: Box::new(pipeline),
+            old_policy,
+        });
+        true
     }
 
     /// SIGHUP: reload the config; on error keep the running one (one error line).

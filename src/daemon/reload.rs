@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::alert::{SinkFlags, Sinks};
 use crate::config::{Config, ConfigError};
 use crate::policy::Policy;
+use crate::scan::DirWalk;
 
 /// The new config, its compiled policy and its sinks (credentials merged again).
 pub fn load(
@@ -39,27 +40,22 @@ pub fn newly_monitored(old: &Policy, new: &Policy) -> Vec<PathBuf> {
             out.push(w.root.clone());
             continue;
         }
-        let mut walker = walkdir::WalkDir::new(&w.root)
-            .follow_links(false)
-            .into_iter();
-        while let Some(entry) = walker.next() {
-            let Ok(entry) = entry else { continue };
-            let p = entry.path();
-            if entry.file_type().is_dir() {
-                if entry.depth() == 0 {
-                    continue;
-                }
-                if new.walks_dir(p) && !old.walks_dir(p) {
-                    // New to monitoring: listed whole, walked by the targeted scan.
-                    out.push(p.to_path_buf());
-                    walker.skip_current_dir();
-                } else if !new.walks_dir(p) {
-                    walker.skip_current_dir();
-                }
-            } else if new.selects(p) && !old.selects(p) {
-                out.push(entry.into_path());
+        // Directories new to monitoring are listed whole (walked by the targeted scan),
+        // not descended into; those the new policy does not walk are skipped.
+        let fresh = std::cell::RefCell::new(Vec::new());
+        let descend = |p: &Path| {
+            let (in_new, in_old) = (new.walks_dir(p), old.walks_dir(p));
+            if in_new && !in_old {
+                fresh.borrow_mut().push(p.to_path_buf());
+            }
+            in_new && in_old
+        };
+        for (p, seen) in DirWalk::new(&w.root, descend).flatten() {
+            if !seen.is_dir() && new.selects(&p) && !old.selects(&p) {
+                out.push(p);
             }
         }
+        out.extend(fresh.into_inner());
     }
     for t in new.file_targets() {
         if !old.selects(t) {

@@ -35,6 +35,8 @@ use tokio::sync::mpsc;
 use super::fanotify::{FanEvent, Fanotify};
 use crate::event::{display_path, Actor};
 use crate::policy::Policy;
+use crate::scan::reach::reach;
+use crate::scan::DirWalk;
 
 /// What a watched directory subscribes: changes only, never reads.
 const MASK: WatchMask = WatchMask::MODIFY
@@ -127,7 +129,9 @@ impl Registry {
     fn add_one(&mut self, dir: &Path, recursive: bool) -> io::Result<()> {
         match &mut self.kernel {
             Kernel::Inotify(k) => {
-                let wd = k.add(dir, MASK)?;
+                // The watch table keeps the real path; the kernel gets one it accepts.
+                let at = reach(dir)?;
+                let wd = k.add(at.path(), MASK)?;
                 let entry = self.by_wd.entry(wd).or_insert_with(|| Watched {
                     path: dir.to_path_buf(),
                     recursive,
@@ -205,13 +209,10 @@ fn add_tree(
     if !recursive {
         return Ok(());
     }
-    let walk = walkdir::WalkDir::new(dir)
-        .follow_links(false)
-        .min_depth(1)
-        .into_iter()
-        .filter_entry(|e| e.file_type().is_dir() && walks(e.path()));
-    for entry in walk.flatten() {
-        match add(entry.path()) {
+    // No depth limit: directories nested beyond PATH_MAX are watched too.
+    let walk = DirWalk::new(dir, walks).dirs_only().skip(1);
+    for (path, _) in walk.flatten() {
+        match add(&path) {
             Ok(()) => {}
             Err(e) if is_out_of_watches(&e) => return Err(e),
             // Gone, replaced by a file, or unreadable since the walk saw it.

@@ -58,6 +58,8 @@ pub enum Reason {
     KernelOverflow,
     QueueFull,
     AfterError,
+    /// A watch root's symlink leads elsewhere (after a reload or a periodic check).
+    RootMoved,
 }
 
 /// Counters the main loop updates and this task publishes in meta.
@@ -290,13 +292,20 @@ impl Worker {
                 old_policy,
             } => {
                 self.pipeline = *pipeline;
-                let dropped = self.pipeline.prune_unmonitored().await?;
+                // A root whose symlink now leads elsewhere is not a config change: its old
+                // files are reported removed and its new ones added (by the full scan below),
+                // never dropped or baselined silently.
+                let moved = self.pipeline.root_changes().await?;
+                let retired: Vec<PathBuf> = moved.iter().map(|r| r.old.clone()).collect();
+                let fresh: Vec<PathBuf> = moved.iter().filter_map(|r| r.new.clone()).collect();
+                let dropped = self.pipeline.prune_unmonitored(&retired).await?;
                 let policy = self.pipeline.policy.clone();
-                let newly = tokio::task::spawn_blocking(move || {
+                let mut newly = tokio::task::spawn_blocking(move || {
                     reload::newly_monitored(&old_policy, &policy)
                 })
                 .await
                 .unwrap_or_default();
+                newly.retain(|p| !fresh.iter().any(|f| p.starts_with(f)));
                 let n = newly.len();
                 let hb = &self.heartbeat;
                 let report = self
@@ -309,6 +318,9 @@ impl Worker {
                     baselined_entries = report.entries,
                     "configuration reloaded; newly monitored files baselined silently"
                 );
+                if !moved.is_empty() {
+                    self.full(Reason::RootMoved).await?;
+                }
                 sdnotify::ready("configuration reloaded");
                 Ok(())
             }

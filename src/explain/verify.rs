@@ -38,10 +38,13 @@ pub fn content_matches(path: &Path, scanned: &[u8; 32], recorded: &FileDigest) -
 fn reread<D: Digest>(path: &Path, scanned: &[u8; 32], recorded: &[u8]) -> Match {
     use std::os::unix::fs::OpenOptionsExt;
     // O_NOFOLLOW | O_NONBLOCK: never follow a symlink swapped in, never hang on a FIFO.
+    let Ok(at) = crate::scan::reach::reach(path) else {
+        return Match::Unknown;
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path);
+        .open(at.path());
     let Ok(mut file) = file else {
         return Match::Unknown;
     };

@@ -9,6 +9,7 @@
 
 mod record;
 mod renames;
+mod retarget;
 mod sorted;
 mod targeted;
 
@@ -30,6 +31,7 @@ use crate::store::{Batch, Store, StoreError};
 use crate::timefmt::{now_ns, rfc3339_ns};
 use record::Draft;
 use renames::Renames;
+pub use retarget::Retarget;
 
 /// What a scan does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,11 +228,17 @@ impl Pipeline {
         if mode != Mode::DryRun {
             meta.push(("last_full_scan", now.clone()));
             meta.push(("host", self.host.clone()));
+            meta.push(self.targets_meta());
             if mode == Mode::Baseline {
                 meta.push(("baseline_at", now));
             }
         }
-        self.merge_scan(mode, source, progress, meta).await
+        let retargets = match mode {
+            Mode::Baseline => Vec::new(),
+            Mode::Record | Mode::DryRun => self.root_changes().await?,
+        };
+        self.merge_scan(mode, source, progress, meta, &retargets)
+            .await
     }
 
     /// The engine shared by full and targeted scans: `produce` lists paths on a blocking
@@ -373,16 +381,24 @@ impl Pipeline {
             .collect();
         gone.sort_by(|a, b| a.0.cmp(b.0));
         gone.into_iter()
-            .map(|(path, old)| self.removed(path.clone(), old.clone(), mode, source))
+            .map(|(path, old)| self.removed(path.clone(), old.clone(), mode, source, &[]))
             .collect()
     }
 
-    /// A baseline row whose path is gone from disk: `removed` when it is still monitored (and
-    /// not a directory), silently forgotten otherwise.
-    fn removed(&self, path: PathBuf, old: Recorded, mode: Mode, source: Source) -> Draft {
+    /// A baseline row whose path is gone from disk: `removed` when it is still monitored or
+    /// lies below `retired` (the old target of a retargeted root), and is not a directory;
+    /// silently forgotten otherwise.
+    fn removed(
+        &self,
+        path: PathBuf,
+        old: Recorded,
+        mode: Mode,
+        source: Source,
+        retired: &[Retarget],
+    ) -> Draft {
         let event = (mode != Mode::Baseline
             && old.state.kind != FileKind::Dir
-            && self.policy.selects(&path))
+            && (self.policy.selects(&path) || retired.iter().any(|r| path.starts_with(&r.old))))
         .then(|| {
             self.event(
                 EventKind::Removed,

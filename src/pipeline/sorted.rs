@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::record::InFlight;
 use super::renames::Renames;
-use super::{batch_full, Mode, Pipeline, ScanReport, CHUNK, COMMIT_ROWS};
+use super::{batch_full, Mode, Pipeline, Retarget, ScanReport, CHUNK, COMMIT_ROWS};
 use crate::event::Source;
 use crate::scan::{self, Outcome, Seen, WalkReport};
 use crate::state::Recorded;
@@ -82,6 +82,7 @@ impl Pipeline {
         source: Source,
         progress: &(dyn Fn(u64) + Sync),
         meta: Vec<(&'static str, String)>,
+        retargets: &[Retarget],
     ) -> Result<ScanReport, StoreError> {
         // Two baseline streams (files, directories), or none when building a new baseline.
         let mut readers = Vec::new();
@@ -176,7 +177,7 @@ impl Pipeline {
                         let drafts = rows
                             .by_ref()
                             .take(COMMIT_ROWS)
-                            .map(|(path, old)| self.removed(path, old, mode, source))
+                            .map(|(path, old)| self.removed(path, old, mode, source, retargets))
                             .collect();
                         let drafts = renames.pair(self, drafts);
                         self.finish(drafts, &mut pending, &mut report.deferred)
@@ -209,6 +210,11 @@ impl Pipeline {
         }
         report.errors = walk.errors;
         if completed && !report.interrupted {
+            // A retargeted root is reported with the record of its new target, in the last
+            // transaction: exactly once, and only once its old files were compared.
+            for r in retargets {
+                pending.events.push(self.retarget_event(r, source));
+            }
             pending.meta.extend(meta);
         }
         // Added files no removal matched.

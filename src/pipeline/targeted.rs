@@ -137,8 +137,10 @@ impl Pipeline {
     }
 
     /// Delete, without events, every baseline row the current policy no longer monitors
-    /// (roots removed from the config, files no longer selected). Returns how many.
-    pub async fn prune_unmonitored(&self) -> Result<usize, StoreError> {
+    /// (roots removed from the config, files no longer selected), except rows below `keep`
+    /// (the old targets of retargeted roots: a full scan reports them removed). Returns how
+    /// many.
+    pub async fn prune_unmonitored(&self, keep: &[PathBuf]) -> Result<usize, StoreError> {
         // Streamed: only the rows to delete are held, never the whole baseline.
         let mut deletes: Vec<PathBuf> = Vec::new();
         for dirs in [false, true] {
@@ -152,7 +154,7 @@ impl Pipeline {
                     } else {
                         self.policy.selects(&p)
                     };
-                    (!monitored).then_some(p)
+                    (!monitored && !keep.iter().any(|k| p.starts_with(k))).then_some(p)
                 }));
             }
             reader
@@ -179,13 +181,13 @@ fn plan(policy: &Policy, paths: Vec<PathBuf>, known_dirs: &HashSet<PathBuf>) -> 
         // entries, never followed); its real path is reported on its own.
         let via_symlink = p
             .parent()
-            .and_then(|d| std::fs::symlink_metadata(d).ok())
+            .and_then(|d| crate::scan::reach::symlink_metadata(d).ok())
             .is_some_and(|m| m.file_type().is_symlink());
         if via_symlink {
             continue;
         }
         let was_dir = known_dirs.contains(&p);
-        match std::fs::symlink_metadata(&p) {
+        match crate::scan::reach::symlink_metadata(&p) {
             Err(e) if is_gone(&e) => {
                 if was_dir {
                     plan.prefixes.push(p.clone());

@@ -14,11 +14,14 @@ use std::path::{Path, PathBuf};
 use crate::policy::Policy;
 
 pub mod attrs;
+mod dirwalk;
+pub mod reach;
 mod walk;
 use crate::state::{FileKind, FileState, Recorded};
 use crate::timefmt::now_ns;
 pub mod governor;
 
+pub use dirwalk::{DirWalk, Step};
 pub use walk::{walk, walk_key, walk_subtree, Seen, WalkReport};
 
 /// How much of a file's content the scanner keeps, and whether it looks for keys.
@@ -107,12 +110,26 @@ pub fn scan_path(
     known: Option<&Recorded>,
     seen: Seen,
 ) -> Outcome {
+    // Every system call below goes through `at` (the same file, reachable however deep);
+    // `path` is what is recorded and reported.
+    let reached = match reach::reach(path) {
+        Ok(r) => r,
+        Err(e) if is_gone(&e) => return Outcome::Vanished(path.to_path_buf()),
+        Err(e) => {
+            tracing::warn!(path = %crate::event::display_path(path), error = %e, "cannot reach file; keeping its baseline");
+            return match known {
+                Some(_) => Outcome::Same(path.to_path_buf()),
+                None => Outcome::Vanished(path.to_path_buf()),
+            };
+        }
+    };
+    let at = reached.path();
     if seen == Seen::File && known.is_none() {
         // A new regular file (an init): open it straight away, one stat fewer. If it is no
         // longer a regular file (or is gone), the lstat path below looks again.
         let name_sensitive = policy.is_sensitive_path(path);
         let hashed_at_ns = now_ns();
-        if let Ok(Some(read)) = hash_file(path, None, settings, name_sensitive) {
+        if let Ok(Some(read)) = hash_file(at, None, settings, name_sensitive) {
             let mut state = read.state;
             state.sha256 = Some(read.sha256);
             return Outcome::Entry(Scanned {
@@ -124,7 +141,7 @@ pub fn scan_path(
             });
         }
     }
-    let meta = match std::fs::symlink_metadata(path) {
+    let meta = match std::fs::symlink_metadata(at) {
         Ok(m) => m,
         Err(e) if is_gone(&e) => return Outcome::Vanished(path.to_path_buf()),
         Err(e) => {
@@ -146,10 +163,10 @@ pub fn scan_path(
     };
     match state.kind {
         FileKind::Symlink => {
-            scanned.state.link_target = std::fs::read_link(path)
+            scanned.state.link_target = std::fs::read_link(at)
                 .ok()
                 .map(|t| t.as_os_str().as_bytes().to_vec());
-            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, false));
+            scanned.state.attrs = Some(attrs_unless_unchanged(at, &state, known, false));
         }
         FileKind::File => {
             // A tampered row is never trusted for the fast path: the file is read again.
@@ -164,13 +181,13 @@ pub fn scan_path(
                 // Recorded before fimd read security attributes: read them now (silently
                 // recorded, see `compare`), without hashing again.
                 scanned.state = FileState {
-                    attrs: Some(attrs::read(path, true, None)),
+                    attrs: Some(attrs::read(at, true, None)),
                     ..k.state.clone()
                 };
                 return Outcome::Entry(scanned);
             }
             scanned.hashed_at_ns = now_ns();
-            match hash_file(path, Some(&meta), settings, name_sensitive) {
+            match hash_file(at, Some(&meta), settings, name_sensitive) {
                 Ok(Some(read)) => {
                     state = read.state;
                     state.sha256 = Some(read.sha256);
@@ -185,10 +202,10 @@ pub fn scan_path(
             }
         }
         FileKind::Dir => {
-            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, true));
+            scanned.state.attrs = Some(attrs_unless_unchanged(at, &state, known, true));
         }
         _ => {
-            scanned.state.attrs = Some(attrs_unless_unchanged(path, &state, known, false));
+            scanned.state.attrs = Some(attrs_unless_unchanged(at, &state, known, false));
         }
     }
     Outcome::Entry(scanned)

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::is_gone;
+use super::dirwalk::DirWalk;
+use super::{is_gone, reach};
 use crate::event::display_path;
 use crate::policy::Policy;
 
@@ -39,7 +40,7 @@ pub fn walk(policy: &Policy, mut visit: impl FnMut(PathBuf, Seen) -> bool) -> Wa
         .collect();
     let mut streams: Vec<Stream> = Vec::new();
     for root in &roots {
-        match std::fs::symlink_metadata(root) {
+        match reach::symlink_metadata(root) {
             Ok(m) if m.is_dir() => streams.push(Stream::tree(policy, root, &root_set)),
             Ok(_) => {
                 // A root that is a file now: it is its own entry.
@@ -115,7 +116,7 @@ pub fn walk_key(path: &Path, is_dir: bool) -> Vec<u8> {
 
 /// One sorted source of paths: a root's walk, or a sorted list of single files.
 struct Stream<'a> {
-    tree: Option<Box<dyn Iterator<Item = walkdir::Result<walkdir::DirEntry>> + 'a>>,
+    tree: Option<DirWalk<'a>>,
     list: std::vec::IntoIter<PathBuf>,
     head: Option<(Vec<u8>, PathBuf, Seen)>,
     unreadable: Vec<PathBuf>,
@@ -124,28 +125,9 @@ struct Stream<'a> {
 
 impl<'a> Stream<'a> {
     fn tree(policy: &'a Policy, root: &Path, prune: &'a HashSet<&'a Path>) -> Stream<'a> {
-        let it = walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .sort_by(|a, b| {
-                // The name's bytes, a directory's with a `/` appended (no allocation).
-                fn slash(e: &walkdir::DirEntry) -> &'static [u8] {
-                    if e.file_type().is_dir() {
-                        b"/"
-                    } else {
-                        b""
-                    }
-                }
-                let an = a.file_name().as_bytes().iter().chain(slash(a));
-                an.cmp(b.file_name().as_bytes().iter().chain(slash(b)))
-            })
-            .into_iter()
-            .filter_entry(move |e| {
-                !e.file_type().is_dir()
-                    || e.depth() == 0
-                    || (!prune.contains(e.path()) && policy.walks_dir(e.path()))
-            });
+        let it = DirWalk::new(root, move |p| !prune.contains(p) && policy.walks_dir(p));
         Stream {
-            tree: Some(Box::new(it)),
+            tree: Some(it),
             list: Vec::new().into_iter(),
             head: None,
             unreadable: Vec::new(),
@@ -179,28 +161,15 @@ impl<'a> Stream<'a> {
                 .map(|p| (walk_key(&p, false), p, Seen::Other));
             return;
         };
-        for entry in tree.by_ref() {
-            match entry {
-                Ok(e) => {
-                    let ft = e.file_type();
-                    let seen = if ft.is_dir() {
-                        Seen::Dir
-                    } else if ft.is_file() {
-                        Seen::File
-                    } else {
-                        Seen::Other
-                    };
-                    if seen.is_dir() || policy.selects(e.path()) {
-                        let path = e.into_path();
+        for step in tree.by_ref() {
+            match step {
+                Ok((path, seen)) => {
+                    if seen.is_dir() || policy.selects(&path) {
                         self.head = Some((walk_key(&path, seen.is_dir()), path, seen));
                         return;
                     }
                 }
-                Err(e) => {
-                    if e.io_error().is_some_and(is_gone) {
-                        continue;
-                    }
-                    let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                Err((path, e)) => {
                     tracing::warn!(path = %display_path(&path), error = %e, "cannot read directory; keeping its baseline entries");
                     self.errors += 1;
                     self.unreadable.push(path);
@@ -232,33 +201,19 @@ fn walk_tree(
     report: &mut WalkReport,
     visit: &mut dyn FnMut(PathBuf) -> bool,
 ) -> bool {
-    let walker = walkdir::WalkDir::new(start)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| {
-            !e.file_type().is_dir()
-                || e.depth() == 0
-                || (!prune.contains(e.path()) && policy.walks_dir(e.path()))
-        });
-    for entry in walker {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                let path = e
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| start.to_path_buf());
-                if e.io_error().is_some_and(is_gone) {
-                    continue;
-                }
+    let walker = DirWalk::new(start, |p| !prune.contains(p) && policy.walks_dir(p));
+    for step in walker {
+        let (path, seen) = match step {
+            Ok(s) => s,
+            Err((path, e)) => {
                 tracing::warn!(path = %display_path(&path), error = %e, "cannot read directory; keeping its baseline entries");
                 report.errors += 1;
                 report.unreadable_dirs.push(path);
                 continue;
             }
         };
-        let wanted = entry.file_type().is_dir() || policy.selects(entry.path());
-        if wanted && !visit(entry.into_path()) {
+        let wanted = seen.is_dir() || policy.selects(&path);
+        if wanted && !visit(path) {
             return false;
         }
     }
