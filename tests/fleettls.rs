@@ -603,6 +603,11 @@ fn a_host_whose_local_history_is_rewritten_is_flagged_by_the_fleet() {
     assert_eq!(run(&["check"]).code, 4);
     assert_eq!(breaks(), ["rewound", "rewritten", "restarted"]);
 
+    // The MACs removed from the database: the host stops reporting a head.
+    sqlite(&t, "UPDATE events SET mac = NULL;");
+    assert_eq!(run(&["check"]).code, 0);
+    assert_eq!(breaks(), ["rewound", "rewritten", "restarted", "unsigned"]);
+
     let text = fleet(&["gaps"]);
     assert!(
         text.stdout.contains("testhost") && text.stdout.contains("history rewritten"),
@@ -611,7 +616,12 @@ fn a_host_whose_local_history_is_rewritten_is_flagged_by_the_fleet() {
     );
     let hosts = fleet(&["hosts", "--json"]).json_lines();
     let problems = hosts[0]["problems"].to_string();
-    for p in ["chain-rewound", "chain-rewritten", "chain-restarted"] {
+    for p in [
+        "chain-rewound",
+        "chain-rewritten",
+        "chain-restarted",
+        "chain-unsigned",
+    ] {
         assert!(problems.contains(p), "{problems}");
     }
     assert_no_secret(&t, &[], PG_MARKER_PW);
