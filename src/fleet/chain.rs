@@ -45,9 +45,10 @@ impl ChainBreak {
             m.as_deref()
                 .map_or("-".to_string(), |m| m[..m.len().min(16)].to_string())
         };
-        let head = |uid: &Option<String>, mac: &Option<String>| match uid {
+        // The uid names the instance; without a head, name the instance.
+        let head = |uid: &Option<String>, mac: &Option<String>, instance: &str| match uid {
             Some(u) => format!("{u} mac {}", short(mac)),
-            None => "no chain head".to_string(),
+            None => format!("no chain head (instance {instance})"),
         };
         let what = match self.kind.as_str() {
             "rewritten" => "history rewritten: the same event was reported with another MAC",
@@ -56,13 +57,11 @@ impl ChainBreak {
             _ => "history restarted: another database instance (init --force or a new database)",
         };
         format!(
-            "{} {}: {what}; before {} ({}), then {} ({})",
+            "{} {}: {what}; before {}, then {}",
             self.host,
             self.time,
-            head(&self.before_uid, &self.before_mac),
-            self.before_instance,
-            head(&self.uid, &self.mac),
-            self.instance
+            head(&self.before_uid, &self.before_mac, &self.before_instance),
+            head(&self.uid, &self.mac, &self.instance),
         )
     }
 }
