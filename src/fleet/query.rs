@@ -1,5 +1,6 @@
 //! `fimd fleet events|hosts|prevalence|gaps`: the reader side, over the schema of
-//! [`super::schema`], with a read-only role (`fim_reader`). Every query is one statement.
+//! [`super::schema`], with a read-only role (`fim_reader`). Every query is one statement
+//! (`hosts` adds the chain check of [`super::chain`]).
 
 use std::str::FromStr;
 use std::time::Duration;
