@@ -236,7 +236,8 @@ pub enum FleetCommand {
         #[arg(value_name = "PATH")]
         path: String,
     },
-    /// Hosts whose stored event ids skip (deleted local history, lost rows).
+    /// Hosts whose stored event ids skip (deleted local history, lost rows), and hosts whose
+    /// reported tamper-evidence chain head does not extend what they reported before.
     Gaps {
         #[command(flatten)]
         conn: FleetConn,

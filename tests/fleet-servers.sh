@@ -14,11 +14,16 @@
 # FIMD_TEST_NATS_DIR, FIMD_TEST_PG_DIR and the helpers fleet_pg_stop/fleet_pg_start,
 # fleet_nats_stop/fleet_nats_start (tests stop and restart them through
 # `FLEET_FUNCTIONS_ONLY=1 . tests/fleet-servers.sh`, which defines the functions only).
+#
+# It also starts the TLS servers of tests/fleet-tls-servers.sh (other ports; certificates made
+# with openssl at start) and exports what that file lists.
 
 FLEET_PG_BIN=${FLEET_PG_BIN:-/usr/lib/postgresql/15/bin}
 FLEET_PG_PORT=${FLEET_PG_PORT:-5433}
 FLEET_NATS_PORT=${FLEET_NATS_PORT:-4223}
 FLEET_DIR=${FLEET_DIR:-/tmp/fimd-fleet-servers}
+# shellcheck source=tests/fleet-tls-servers.sh
+. "$(dirname "${BASH_SOURCE[0]}")/fleet-tls-servers.sh"
 
 fleet_pg_start() {
     su postgres -s /bin/sh -c "$FLEET_PG_BIN/pg_ctl -D '$FLEET_DIR/pg/data' -l '$FLEET_DIR/pg/log' -w -t 60 \
@@ -54,6 +59,7 @@ fleet_nats_stop() {
 fleet_servers_stop() {
     fleet_pg_stop
     fleet_nats_stop
+    fleet_tls_stop
 }
 
 fleet_servers_start() {
@@ -98,6 +104,7 @@ fleet_servers_start() {
     export FIMD_TEST_NATS_ADMIN_PASSWORD=fleet-admin-pw
     export FIMD_TEST_FLEET_DIR="$FLEET_DIR"
     echo "fleet servers: PostgreSQL 127.0.0.1:$FLEET_PG_PORT, NATS 127.0.0.1:$FLEET_NATS_PORT ($FLEET_DIR)"
+    fleet_tls_servers_start
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -619,13 +619,16 @@ fn daemon_heartbeats_and_fleet_queries() {
     assert_eq!(hb.get::<String, _>(0), "testhost");
     assert_eq!(hb.get::<String, _>(2), env!("CARGO_PKG_VERSION"));
     assert!(hb.get::<i64, _>(3) >= 2, "baseline size");
-    let hb_msgs = rt.block_on(stream_messages(&js, "hb"));
+    // The NATS heartbeat follows the PostgreSQL one: wait for it too (a loaded CI machine).
+    let instance = hb.get::<String, _>(1);
     assert!(
-        hb_msgs
+        wait_until(Duration::from_secs(30), || rt
+            .block_on(stream_messages(&js, "hb"))
             .iter()
             .any(|(subj, _, body)| subj == "t.hb.hb.testhost"
-                && body["instance"].as_str() == Some(hb.get::<String, _>(1).as_str())),
-        "{hb_msgs:?}"
+                && body["instance"].as_str() == Some(instance.as_str()))),
+        "{:?}",
+        rt.block_on(stream_messages(&js, "hb"))
     );
 
     // A change reaches both sinks while the daemon runs.

@@ -18,7 +18,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::{ConnectOptions, HeaderMap};
 use reqwest::{Client, RequestBuilder};
 
-use super::postgres::{error_text, resolve};
+use super::postgres::{error_text, is_tls_failure, resolve};
 use super::sink::{Batch, Direct, Limits, Outcome, Sink};
 use super::AlertError;
 use crate::config::notify::NatsConfig;
@@ -199,14 +199,21 @@ impl Nats {
                 async_nats::ConnectErrorKind::AuthorizationViolation
                     | async_nats::ConnectErrorKind::Authentication
             );
-            let outcome = match auth {
-                true => Outcome::Park {
+            let outcome = if auth {
+                Outcome::Park {
                     reason: Cow::Borrowed("NATS refused the credentials"),
-                },
-                false => Outcome::Retry {
+                }
+            } else if tls_refused(&e) {
+                Outcome::Park {
+                    reason: Cow::Borrowed(
+                        "TLS with the NATS server failed (tls_ca, tls_cert, tls_key)",
+                    ),
+                }
+            } else {
+                Outcome::Retry {
                     after: None,
                     reason: Cow::Borrowed("NATS unreachable"),
-                },
+                }
             };
             (outcome, format!("{}: {text}", self.target()))
         })?;
@@ -300,6 +307,12 @@ impl Nats {
         };
         (outcome, format!("{} {subject}: {text}", self.target()))
     }
+}
+
+/// A TLS setup error, or a handshake that failed on certificates: settings to fix, not a
+/// network fault to wait out.
+fn tls_refused(e: &async_nats::ConnectError) -> bool {
+    e.kind() == async_nats::ConnectErrorKind::Tls || is_tls_failure(e)
 }
 
 impl Sink for Nats {

@@ -54,13 +54,56 @@ pub(crate) fn resolve(sink: &'static str, key: &str, s: &Secret) -> Result<Secre
     })
 }
 
+/// What to redact of a libpq URL: its password (as written and percent-decoded) and any
+/// password in its query; not the whole URL, whose host and database belong in errors (a
+/// whole URL would redact its path, the database name, too). An unparsable URL is redacted
+/// whole.
+fn url_secrets(url: &str) -> Vec<String> {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return vec![url.to_string()];
+    };
+    let mut out = Vec::new();
+    if let Some(p) = u.password() {
+        out.push(p.to_string());
+        out.push(percent_decode(p));
+    }
+    for (k, v) in u.query_pairs() {
+        if k.contains("password") {
+            out.push(v.into_owned());
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 impl Postgres {
     pub fn new(cfg: &PostgresConfig, _host: &str) -> Result<Postgres, AlertError> {
         let url = resolve(NAME, "url", &cfg.url)?;
         if url.is_empty() {
             return Err(config_error("url is empty"));
         }
-        let mut secrets = vec![url.expose().to_string()];
+        let mut secrets = url_secrets(url.expose());
         // Never echo the URL: it may hold the password.
         let mut options = PgConnectOptions::from_str(url.expose())
             .map_err(|_| config_error("url is not a PostgreSQL URL (postgres://user@host/db)"))?;
@@ -191,7 +234,7 @@ impl Postgres {
     }
 
     fn failed(&self, e: sqlx::Error) -> (Outcome, String) {
-        let detail = format!("{}: {}", self.target, error_text(&e));
+        let detail = format!("{}: {}", self.target, pg_error_text(&e));
         (classify(&e), detail)
     }
 }
@@ -218,11 +261,54 @@ pub(crate) fn classify(e: &sqlx::Error) -> Outcome {
         sqlx::Error::Configuration(_) | sqlx::Error::Tls(_) => {
             park("cannot use the PostgreSQL connection settings")
         }
+        e if is_tls_failure(e) => {
+            park("TLS with PostgreSQL failed (ssl_root_cert, ssl_client_cert, ssl_client_key)")
+        }
         _ => Outcome::Retry {
             after: None,
             reason: Cow::Borrowed("PostgreSQL unreachable"),
         },
     }
+}
+
+/// A PostgreSQL error on one line: the server's message and SQLSTATE (without the "at line N"
+/// of the server's own source file that sqlx's text carries), or the client-side failure with
+/// its causes.
+pub(crate) fn pg_error_text(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("the server said: {} (SQLSTATE {code})", db.message()),
+            None => format!("the server said: {}", db.message()),
+        },
+        sqlx::Error::PoolTimedOut => {
+            "no connection within the time allowed (server unreachable or overloaded)".to_string()
+        }
+        other => error_text(other),
+    }
+    .replace(['\r', '\n'], " ")
+}
+
+/// Whether a TLS handshake failed on certificates or TLS settings (the server's certificate
+/// did not verify, the server wanted a client certificate, a bad key): an admin must fix the
+/// settings, waiting will not help. Both clients report a failed handshake as an I/O error
+/// wrapping the rustls error (and `io::Error::source()` skips what it wraps, hence
+/// `get_ref`); a cut connection carries no rustls error.
+pub(crate) fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::rustls::Error as TlsError;
+    let is_tls = |s: &(dyn std::error::Error + 'static)| {
+        s.downcast_ref::<TlsError>().is_some()
+            || s.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<TlsError>().is_some())
+    };
+    let mut next = Some(e);
+    while let Some(s) = next {
+        if is_tls(s) {
+            return true;
+        }
+        next = s.source();
+    }
+    false
 }
 
 /// An error and its sources on one line.
@@ -302,5 +388,20 @@ impl Sink for Postgres {
 
     fn secrets(&self) -> Vec<String> {
         self.secrets.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_urls_passwords_are_secret() {
+        assert_eq!(
+            url_secrets("postgres://web-1:p%40ss@db:5432/fleet?sslmode=verify-full&password=q"),
+            ["p%40ss", "p@ss", "q"]
+        );
+        assert!(url_secrets("postgres://web-1@db/fleet").is_empty());
+        assert_eq!(url_secrets("not a url"), ["not a url"]);
     }
 }

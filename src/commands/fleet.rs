@@ -162,6 +162,7 @@ pub async fn run(ctx: &Context, command: FleetCommand) -> Result<Exit, CmdError>
         FleetCommand::Gaps { conn } => {
             let reader = connect(ctx, &conn, &prefix(None)?).await?;
             let rows = reader.gaps().await.map_err(CmdError::Io)?;
+            let breaks = reader.chain_breaks().await.map_err(CmdError::Io)?;
             let mut out = String::new();
             for r in &rows {
                 if conn.json {
@@ -177,6 +178,12 @@ pub async fn run(ctx: &Context, command: FleetCommand) -> Result<Exit, CmdError>
                         if r.missing == 1 { "" } else { "s" },
                         r.kind
                     );
+                }
+            }
+            for b in &breaks {
+                match conn.json {
+                    true => out += &json(b)?,
+                    false => out += &format!("{}\n", b.describe()),
                 }
             }
             print_stdout(&out)?;

@@ -14,6 +14,7 @@
 //! - The NATS host token is the host name with every character outside `[A-Za-z0-9_-]`
 //!   replaced by `_` (`web-1.example.net` → `web-1_example_net`).
 
+pub mod chain;
 pub mod query;
 pub mod schema;
 

@@ -1,5 +1,6 @@
 //! `fimd fleet events|hosts|prevalence|gaps`: the reader side, over the schema of
-//! [`super::schema`], with a read-only role (`fim_reader`). Every query is one statement.
+//! [`super::schema`], with a read-only role (`fim_reader`). Every query is one statement
+//! (`hosts` adds the chain check of [`super::chain`]).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use crate::event::Severity;
 
 /// A reader connection and the table prefix.
 pub struct Reader {
-    pool: PgPool,
-    prefix: String,
+    pub(super) pool: PgPool,
+    pub(super) prefix: String,
 }
 
 /// One stored event (the columns `fleet events` shows; `body` is the whole event).
@@ -45,7 +46,9 @@ pub struct HostRow {
     pub outbox_backlog: i64,
     pub chain_head_uid: Option<String>,
     pub chain_head_mac: Option<String>,
-    /// `silent`, `stale-scan`, `backlog`, `behind` (events reported but not stored).
+    /// `silent`, `stale-scan`, `backlog`, `behind` (events reported but not stored), and
+    /// `chain-rewritten`, `chain-rewound`, `chain-unsigned`, `chain-restarted` when its
+    /// heartbeats ever showed that break ([`super::chain`]; details in `fleet gaps`).
     pub problems: Vec<String>,
 }
 
@@ -83,7 +86,7 @@ pub struct EventQuery {
 
 const TS: &str = r#"YYYY-MM-DD"T"HH24:MI:SS.US"Z""#;
 
-fn ts(col: &str) -> String {
+pub(super) fn ts(col: &str) -> String {
     format!("to_char({col} AT TIME ZONE 'UTC', '{TS}')")
 }
 
@@ -144,7 +147,7 @@ impl Reader {
             .connect_with(options)
             .await
             .map_err(|e| {
-                let text = crate::alert::postgres::error_text(&e);
+                let text = crate::alert::postgres::pg_error_text(&e);
                 crate::alert::sink::redact(
                     &format!("cannot connect to PostgreSQL at {target}: {text}"),
                     &[url.to_string()],
@@ -156,8 +159,11 @@ impl Reader {
         })
     }
 
-    fn failed(&self, what: &str, e: sqlx::Error) -> String {
-        format!("fleet {what}: {}", crate::alert::postgres::error_text(&e))
+    pub(super) fn failed(&self, what: &str, e: sqlx::Error) -> String {
+        format!(
+            "fleet {what}: {}",
+            crate::alert::postgres::pg_error_text(&e)
+        )
     }
 
     pub async fn events(&self, q: &EventQuery) -> Result<Vec<FleetEvent>, String> {
@@ -239,6 +245,7 @@ impl Reader {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.failed("hosts", e))?;
+        let breaks = self.chain_breaks().await?;
         rows.iter()
             .map(|r| -> Result<HostRow, sqlx::Error> {
                 let mut problems = Vec::new();
@@ -257,8 +264,15 @@ impl Reader {
                 if last_event_id > stored {
                     problems.push("behind".to_string());
                 }
+                let host: String = r.try_get("host")?;
+                for b in breaks.iter().filter(|b| b.host == host) {
+                    let problem = format!("chain-{}", b.kind);
+                    if !problems.contains(&problem) {
+                        problems.push(problem);
+                    }
+                }
                 Ok(HostRow {
-                    host: r.try_get("host")?,
+                    host,
                     instance: r.try_get("instance")?,
                     last_seen: r.try_get("seen")?,
                     version: r.try_get("version")?,
