@@ -42,51 +42,59 @@ impl Freshness {
         }
     }
 
-    /// Hand every file that changed since the last call to `db.refresh`. Returns how many
-    /// refreshes reloaded something. A failed refresh keeps the old index and is retried at
-    /// the next call (its signature is not advanced).
+    /// Hand every file that changed since the last call to `db.refresh_all`, in one call.
+    /// Returns how many files that reload covered (0 when nothing was reloaded). A failed
+    /// refresh keeps the old index and is retried at the next call (no signature advances).
     pub fn update(&mut self, db: &mut dyn PackageDb) -> usize {
-        let mut reloaded = 0;
-        for (path, last) in &mut self.files {
+        let mut changed = Vec::new();
+        let mut files_now = Vec::with_capacity(self.files.len());
+        for (path, last) in &self.files {
             let now = sig(path);
-            if now != *last && refresh(db, path, &mut reloaded) {
-                *last = now;
+            if now != *last {
+                changed.push(path.clone());
             }
+            files_now.push(now);
         }
-        for (dir, last, entries) in &mut self.dirs {
+        let mut dirs_now = Vec::new();
+        for (i, (dir, last, entries)) in self.dirs.iter().enumerate() {
             let now = sig(dir);
             if now == *last {
                 continue;
             }
             let listed = list(dir);
-            let mut ok = true;
-            for (path, s) in &listed {
-                if entries.get(path) != Some(s) {
-                    ok &= refresh(db, path, &mut reloaded);
-                }
+            changed.extend(
+                listed
+                    .iter()
+                    .filter(|(path, s)| entries.get(*path) != Some(s))
+                    .map(|(path, _)| path.clone()),
+            );
+            changed.extend(entries.keys().filter(|p| !listed.contains_key(*p)).cloned());
+            dirs_now.push((i, now, listed));
+        }
+        if changed.is_empty() && dirs_now.is_empty() {
+            return 0;
+        }
+        let reloaded = match db.refresh_all(&changed) {
+            Ok(reloaded) => reloaded,
+            Err(e) => {
+                // The error names the file that could not be read.
+                tracing::warn!(changed_files = changed.len(), error = %e, "cannot reload the package database; keeping the previous index");
+                return 0;
             }
-            for path in entries.keys().filter(|p| !listed.contains_key(*p)) {
-                ok &= refresh(db, path, &mut reloaded);
-            }
-            if ok {
+        };
+        for ((_, last), now) in self.files.iter_mut().zip(files_now) {
+            *last = now;
+        }
+        for (i, now, listed) in dirs_now {
+            if let Some((_, last, entries)) = self.dirs.get_mut(i) {
                 *last = now;
                 *entries = listed;
             }
         }
-        reloaded
-    }
-}
-
-fn refresh(db: &mut dyn PackageDb, path: &Path, reloaded: &mut usize) -> bool {
-    match db.refresh(path) {
-        Ok(true) => {
-            *reloaded += 1;
-            true
-        }
-        Ok(false) => true,
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "cannot reload the package database; keeping the previous index");
-            false
+        if reloaded {
+            changed.len()
+        } else {
+            0
         }
     }
 }

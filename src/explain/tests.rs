@@ -45,7 +45,7 @@ impl PackageDb for FakeDb {
     fn in_repository(&self, _: &str, _: &str, version: &str) -> Option<bool> {
         Some(!version.contains("local"))
     }
-    fn refresh(&mut self, _: &Path) -> std::io::Result<bool> {
+    fn refresh_all(&mut self, _: &[PathBuf]) -> std::io::Result<bool> {
         Ok(false)
     }
     fn len(&self) -> usize {

@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, BufRead, ErrorKind};
@@ -346,17 +346,6 @@ impl DpkgIndex {
         }
     }
 
-    /// Drop a package and its entries.
-    fn remove_package(&mut self, stem: &str) {
-        let Some(slot) = self.by_stem.remove(stem) else {
-            return;
-        };
-        self.table.remove_package(slot);
-        if let Some(place) = self.pkgs.get_mut(slot as usize) {
-            *place = None;
-        }
-    }
-
     /// Reload everything, keeping the apt cache (it depends on apt's lists only).
     fn reload(&mut self) -> io::Result<()> {
         let fresh = DpkgIndex::load(&self.admin, &self.root)?;
@@ -382,45 +371,47 @@ impl DpkgIndex {
     /// Replace packages by what `read_package` found (read everything first, then apply:
     /// an error leaves the index as it was).
     fn apply(&mut self, reread: Vec<Reread>) {
-        for (stem, package, entries) in reread {
-            self.remove_package(&stem);
+        // One pass over the table drops every re-read package, one merge adds them back.
+        let mut gone = HashSet::new();
+        for (stem, _, _) in &reread {
+            if let Some(slot) = self.by_stem.remove(stem) {
+                gone.insert(slot);
+                if let Some(place) = self.pkgs.get_mut(slot as usize) {
+                    *place = None;
+                }
+            }
+        }
+        self.table.remove_packages(&gone);
+        for (_, package, entries) in reread {
             if let Some(p) = package {
                 self.insert_package(p, entries);
             }
-            self.table.finish();
         }
+        self.table.finish();
     }
 
-    /// The status (or its journal) changed: new versions are set in place; packages that
-    /// appeared, went, or whose conffiles changed are reloaded.
-    fn refresh_status(&mut self) -> io::Result<()> {
-        let records = read_status(&self.admin)?;
-        let mut stems: Vec<String> = Vec::new();
-        let mut versions: Vec<(u32, &str)> = Vec::new();
+    /// What a changed status (or journal) means for the index: the packages that appeared,
+    /// went, or whose conffiles changed (to be re-read), and the new versions of the others
+    /// (set in place, by slot).
+    fn status_delta(&self, records: &[StatusRecord]) -> (BTreeSet<String>, Vec<(u32, String)>) {
+        let mut stems = BTreeSet::new();
+        let mut versions = Vec::new();
         let mut seen = HashSet::new();
         for r in records.iter().filter(|r| r.installed()) {
             let stem = r.stem();
             let slot = self.by_stem.get(&stem).copied();
             match slot.and_then(|s| self.pkgs.get(s as usize)?.as_ref()) {
                 Some(p) if p.conffiles == r.conffiles && p.arch == r.arch => {
-                    versions.extend(slot.map(|s| (s, r.version.as_str())));
+                    versions.extend(slot.map(|s| (s, r.version.clone())));
                 }
-                _ => stems.push(stem.clone()),
+                _ => {
+                    stems.insert(stem.clone());
+                }
             }
             seen.insert(stem);
         }
         stems.extend(self.by_stem.keys().filter(|s| !seen.contains(*s)).cloned());
-        let reread = stems
-            .iter()
-            .map(|stem| self.read_package(stem, &records))
-            .collect::<io::Result<Vec<_>>>()?;
-        for (slot, version) in versions {
-            if let Some(Some(p)) = self.pkgs.get_mut(slot as usize) {
-                p.version = version.to_string();
-            }
-        }
-        self.apply(reread);
-        Ok(())
+        (stems, versions)
     }
 
     /// The record for a key, with its package (the most recently loaded one when several
@@ -460,7 +451,7 @@ impl PackageDb for DpkgIndex {
     fn transaction_running(&self) -> bool {
         ["lock-frontend", "lock"]
             .iter()
-            .any(|name| lock_held(&self.admin.join(name)))
+            .any(|name| super::lock::write_lock_held(&self.admin.join(name)))
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> Ordering {
@@ -513,31 +504,49 @@ impl PackageDb for DpkgIndex {
         Some(cache.offered.contains(&offer_hash(package, arch, version)))
     }
 
-    fn refresh(&mut self, changed: &Path) -> io::Result<bool> {
-        let Some(rel) = self.admin_relative(changed) else {
-            return Ok(false);
-        };
-        if rel == b"status" || rel == b"diversions" {
+    fn refresh_all(&mut self, changed: &[PathBuf]) -> io::Result<bool> {
+        let rels: Vec<&[u8]> = changed
+            .iter()
+            .filter_map(|c| self.admin_relative(c))
+            .collect();
+        if rels.iter().any(|r| *r == b"diversions") {
             self.reload()?;
             return Ok(true);
         }
-        if is_journal_file(rel) {
-            self.refresh_status()?;
-            return Ok(true);
-        }
-        let Some(file) = rel.strip_prefix(b"info/") else {
+        let status_changed = rels.iter().any(|r| *r == b"status" || is_journal_file(r));
+        // Packages whose `.list` or `.md5sums` changed, each once.
+        let mut stems: BTreeSet<String> = rels
+            .iter()
+            .filter_map(|r| r.strip_prefix(b"info/"))
+            .filter_map(|f| std::str::from_utf8(f).ok()?.rsplit_once('.'))
+            .filter(|(_, ext)| matches!(*ext, "list" | "md5sums"))
+            .map(|(stem, _)| stem.to_string())
+            .collect();
+        if !status_changed && stems.is_empty() {
             return Ok(false);
-        };
-        let stem = match std::str::from_utf8(file)
-            .ok()
-            .and_then(|f| f.rsplit_once('.'))
-        {
-            Some((stem, "list" | "md5sums")) => stem.to_string(),
-            _ => return Ok(false),
-        };
+        }
+        // `status` and its journal are parsed once for the whole batch: dpkg rewrites them
+        // many times per run, and every package re-read needs them.
         let records = read_status(&self.admin)?;
-        let reread = self.read_package(&stem, &records)?;
-        self.apply(vec![reread]);
+        let mut versions = Vec::new();
+        if status_changed {
+            // Versions are set in place; only packages that came, went or changed their
+            // conffiles are re-read.
+            let (more, new_versions) = self.status_delta(&records);
+            stems.extend(more);
+            versions = new_versions;
+        }
+        // Everything is read before anything changes: an error leaves the index as it was.
+        let reread = stems
+            .iter()
+            .map(|stem| self.read_package(stem, &records))
+            .collect::<io::Result<Vec<_>>>()?;
+        for (slot, version) in versions {
+            if let Some(Some(p)) = self.pkgs.get_mut(slot as usize) {
+                p.version = version;
+            }
+        }
+        self.apply(reread);
         Ok(true)
     }
 
@@ -729,37 +738,6 @@ fn parse_conffile(line: &[u8]) -> Option<(Vec<u8>, Option<[u8; 16]>)> {
 fn split_last_word(s: &[u8]) -> Option<(&[u8], &[u8])> {
     let space = memchr::memrchr(b' ', s)?;
     Some((s[..space].trim_ascii_end(), &s[space + 1..]))
-}
-
-/// Is a write lock on `path` held by anyone (without taking it)? A missing file: no.
-fn lock_held(path: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            if e.kind() != ErrorKind::NotFound {
-                tracing::debug!(path = %path.display(), error = %e, "cannot probe the dpkg lock");
-            }
-            return false;
-        }
-    };
-    for cmd in [libc::F_OFD_GETLK, libc::F_GETLK] {
-        // SAFETY: all-zero bytes are a valid `flock` (plain integers).
-        let mut query: libc::flock = unsafe { std::mem::zeroed() };
-        query.l_type = libc::F_WRLCK as libc::c_short;
-        query.l_whence = libc::SEEK_SET as libc::c_short;
-        // SAFETY: F_(OFD_)GETLK reads and writes exactly one `flock`, which we own.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &mut query) };
-        if rc == 0 {
-            return query.l_type != libc::F_UNLCK as libc::c_short;
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINVAL) {
-            tracing::debug!(path = %path.display(), error = %e, "cannot probe the dpkg lock");
-            return false;
-        }
-    }
-    false
 }
 
 /// `*_Packages` files in apt's lists dir with their (mtime, size); `None` when there are

@@ -7,6 +7,7 @@
 //! symlink to `usr/bin`).
 
 pub mod dpkg;
+mod lock;
 pub mod rpm;
 
 use std::cmp::Ordering;
@@ -115,7 +116,14 @@ pub trait PackageDb: Send + Sync {
     /// A file of this database changed on disk (`path` real): reload what it affects (one
     /// package for its `info/` files, everything for `status` or the rpmdb). Returns true
     /// when something was reloaded. An error leaves the previous index in force.
-    fn refresh(&mut self, changed: &Path) -> std::io::Result<bool>;
+    fn refresh(&mut self, changed: &Path) -> std::io::Result<bool> {
+        self.refresh_all(&[changed.to_path_buf()])
+    }
+
+    /// [`refresh`](PackageDb::refresh) for every file that changed since the last call at
+    /// once: the database is read once for all of them (dpkg rewrites `status` and many
+    /// `info/` files in one run). An error leaves the previous index in force.
+    fn refresh_all(&mut self, changed: &[std::path::PathBuf]) -> std::io::Result<bool>;
 
     /// Number of paths indexed (for the startup log and benchmarks).
     fn len(&self) -> usize;

@@ -310,11 +310,12 @@ impl PackageDb for RpmIndex {
     /// rpm's transaction lock is an fcntl write lock on the whole of `<dbpath>/.rpm.lock`
     /// (`lib/rpmlock.cc`), taken for installs, upgrades, erasures and `--rebuilddb`
     /// (`rpm --verifydb` takes a read lock, which is not a transaction). Probed with
-    /// `F_GETLK`, never taken. `F_GETLK` never reports a lock held by this process itself
-    /// (POSIX record locks belong to the process), so a test must hold the lock from another
-    /// process.
+    /// [`super::lock::write_lock_held`], never taken. Tests hold the lock from another
+    /// process (with plain `F_GETLK` a process never sees its own record locks).
     fn transaction_running(&self) -> bool {
-        self.locks.iter().any(|lock| write_lock_held(lock))
+        self.locks
+            .iter()
+            .any(|lock| super::lock::write_lock_held(lock))
     }
 
     fn compare_versions(&self, a: &str, b: &str) -> Ordering {
@@ -351,15 +352,14 @@ impl PackageDb for RpmIndex {
     /// which one changed cannot be told from the file). The `-shm` file and the lock files
     /// are left out: sqlite readers (this index too) write the `-shm`, and reloading on it
     /// would feed itself.
-    fn refresh(&mut self, changed: &Path) -> std::io::Result<bool> {
-        if !self.is_database_file(changed) {
-            return Ok(false);
-        }
-        if changed.parent() == Some(self.db_dir.as_path())
-            && changed
-                .file_name()
-                .is_some_and(|n| NOT_CONTENT.iter().any(|x| n == OsStr::new(x)))
-        {
+    fn refresh_all(&mut self, changed: &[PathBuf]) -> std::io::Result<bool> {
+        let content = |c: &PathBuf| {
+            self.is_database_file(c)
+                && !(c.parent() == Some(self.db_dir.as_path())
+                    && c.file_name()
+                        .is_some_and(|n| NOT_CONTENT.iter().any(|x| n == OsStr::new(x))))
+        };
+        if !changed.iter().any(content) {
             return Ok(false);
         }
         self.reload()?;
@@ -387,30 +387,6 @@ fn is_rpm_temp_name(name: &OsStr) -> bool {
         && b[b.len() - 8..]
             .iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-}
-
-/// Is an fcntl write lock held on `path` by another process? A missing or unreadable lock
-/// file means no transaction (rpm creates it when it takes the lock).
-fn write_lock_held(path: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: `flock` is plain data; all-zero is a valid value that we then fill in.
-    let mut query: libc::flock = unsafe { std::mem::zeroed() };
-    query.l_type = libc::F_WRLCK as libc::c_short;
-    query.l_whence = libc::SEEK_SET as libc::c_short;
-    query.l_start = 0;
-    query.l_len = 0; // the whole file
-                     // SAFETY: F_GETLK reads and writes the `flock` we pass, which lives across the call; the
-                     // descriptor is ours and open. Querying does not need the file open for writing.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut query) };
-    if rc != 0 {
-        tracing::debug!(path = %path.display(), error = %std::io::Error::last_os_error(), "F_GETLK failed on the rpm lock");
-        return false;
-    }
-    // F_UNLCK: nothing conflicts. F_RDLCK: only readers (`rpm --verifydb`): no transaction.
-    query.l_type == libc::F_WRLCK as libc::c_short
 }
 
 /// Give freed heap back to the system (glibc keeps it in its arenas otherwise).

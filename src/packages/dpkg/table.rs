@@ -4,7 +4,7 @@
 //! (Multi-Arch: same, a file moving between packages) has one record per package.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One indexed file of one package.
 #[derive(Debug, Clone, Copy)]
@@ -116,12 +116,15 @@ impl Table {
         self.recs = recs;
     }
 
-    /// Drop every record of package slot `pkg`.
-    pub fn remove_package(&mut self, pkg: u32) {
+    /// Drop every record of these package slots (one pass, however many).
+    pub fn remove_packages(&mut self, pkgs: &HashSet<u32>) {
+        if pkgs.is_empty() {
+            return;
+        }
         self.finish();
         let mut freed = 0;
         self.recs.retain(|r| {
-            let keep = r.pkg != pkg;
+            let keep = !pkgs.contains(&r.pkg);
             if !keep {
                 freed += usize::from(r.name_len);
             }
@@ -197,8 +200,8 @@ mod tests {
         assert_eq!(t.get(b"/usr/share/doc/x/copyright").len(), 2);
         assert!(t.get(b"/usr/bin").is_empty());
         assert!(t.get(b"/usr/bin/c").is_empty());
-        t.remove_package(0);
-        t.remove_package(2);
+        t.remove_packages(&HashSet::from([0]));
+        t.remove_packages(&HashSet::from([2]));
         assert_eq!(t.garbage, 0, "more than half was garbage: compacted");
         assert_eq!(t.names, b"copyright");
         let shared = t.get(b"/usr/share/doc/x/copyright");

@@ -522,3 +522,51 @@ fn journal_refresh_error_changes_nothing() {
     assert_eq!(idx.owner(&f.real("/bin/bar")).unwrap().version, "1:2.0");
     assert!(idx.owner(&f.real("/etc/foo.conf")).unwrap().conffile);
 }
+
+#[test]
+fn one_refresh_for_a_whole_batch() {
+    // What one dpkg run leaves between two batches: a new version in the journal, a new
+    // .list for one package, new md5sums for another, a file that is not ours.
+    let f = sample();
+    let mut idx = f.load();
+    f.write("updates/0000", &paragraph("bar", "1:2.1", ""));
+    f.write(
+        "info/foo.list",
+        "/etc/foo.conf\n/usr/bin/foo\n/usr/bin/foo3\n",
+    );
+    f.write(
+        "info/bar.md5sums",
+        &format!("{MD5_B}  bin/bar\n{MD5_A}  usr/share/doc/bar/README\n"),
+    );
+    let batch = [
+        f.admin.join("info/foo.list"),
+        f.admin.join("updates/0000"),
+        f.admin.join("info/bar.md5sums"),
+        f.admin.join("info/bar.postinst"),
+    ];
+    assert!(idx.refresh_all(&batch).unwrap());
+    let bar = idx.owner(&f.real("/bin/bar")).unwrap();
+    assert_eq!((bar.version.as_str(), bar.digest), ("1:2.1", md5(MD5_B)));
+    assert!(idx.owner(&f.real("/usr/bin/foo3")).is_some());
+    assert!(idx.owner(&f.real("/usr/bin/foo-link")).is_none());
+    assert_eq!(
+        idx.owner(&f.real("/usr/lib/libz.so.1")).unwrap().digest,
+        md5(MD5_B),
+        "other packages untouched"
+    );
+    assert!(!idx
+        .refresh_all(&[f.admin.join("info/bar.postinst")])
+        .unwrap());
+
+    // One unreadable package in the batch: nothing of the batch applies.
+    f.write("updates/0001", &paragraph("bar", "1:2.2", ""));
+    fs::remove_file(f.admin.join("info/foo.md5sums")).unwrap();
+    fs::create_dir(f.admin.join("info/foo.md5sums")).unwrap();
+    let batch = [
+        f.admin.join("updates/0001"),
+        f.admin.join("info/foo.md5sums"),
+    ];
+    assert!(idx.refresh_all(&batch).is_err());
+    assert_eq!(idx.owner(&f.real("/bin/bar")).unwrap().version, "1:2.1");
+    assert!(idx.owner(&f.real("/usr/bin/foo3")).is_some());
+}
