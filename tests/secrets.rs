@@ -720,6 +720,46 @@ fn vault_403_is_exit_17_naming_reference_and_identity() {
     assert_no_leak(&tree, &[&r], &[], &["VAULTTOKENMARK"]);
 }
 
+/// Reading history needs no sink: with the vault unreachable `status`, `events` and `diff`
+/// still answer, while `check` (which alerts) is exit 17 naming the reference.
+#[test]
+fn reading_history_does_not_need_the_sinks_secrets() {
+    let tree = TempTree::new("", "");
+    tree.write("app.conf", "a=1\n");
+    assert_eq!(run(&tree, &[], &["init"]).code, 0);
+    tree.write("app.conf", "a=2\n");
+    let r = run(&tree, &[], &["check"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    tree.write_config("", &slack_config("${vault:secret/fimd#slack}"));
+    // Nothing listens on port 1: the vault is down.
+    let env = [
+        ("VAULT_ADDR", "http://127.0.0.1:1".to_string()),
+        ("VAULT_TOKEN", "VAULTTOKENMARK".to_string()),
+    ];
+    let mut runs = Vec::new();
+    for args in [&["status"][..], &["events", "--json"], &["diff", "1"]] {
+        let r = run(&tree, &env, args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        runs.push(r);
+    }
+    assert!(runs[1].stdout.contains("app.conf"), "{}", runs[1].stdout);
+    assert!(runs[2].stdout.contains("+a=2"), "{}", runs[2].stdout);
+    let r = run(&tree, &env, &["check"]);
+    assert_eq!(r.code, 17, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("${vault:secret/fimd#slack}"),
+        "{}",
+        r.stderr
+    );
+    runs.push(r);
+    assert_no_leak(
+        &tree,
+        &runs.iter().collect::<Vec<_>>(),
+        &[],
+        &["VAULTTOKENMARK"],
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Lifecycle: rotation after a sink's 401, a reload that cannot resolve.
 

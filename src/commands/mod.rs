@@ -80,7 +80,21 @@ pub async fn run(cli: Cli) -> Result<Exit, CmdError> {
     crate::secrets::set_identity(cli.managed_identity.clone());
     let events_on_stderr = matches!(command, Command::Run);
     let strict = crate::perms::enforced(cli.insecure_permissions);
-    let ctx = setup::Context::load(cli.config.as_deref(), &cli.sinks, events_on_stderr, strict)?;
+    let with_sinks = !matches!(
+        command,
+        Command::Events { .. }
+            | Command::Diff { .. }
+            | Command::Status { .. }
+            | Command::Verify { .. }
+            | Command::Fleet { .. }
+    );
+    let ctx = setup::Context::load(
+        cli.config.as_deref(),
+        &cli.sinks,
+        events_on_stderr,
+        strict,
+        with_sinks,
+    )?;
     // Every command that reads or writes the local database (fleet queries and notify-test
     // do not); config-check too, so it reports what `run` would refuse.
     if !matches!(command, Command::Fleet { .. } | Command::NotifyTest) {

@@ -39,6 +39,7 @@ impl Context {
         flags: &SinkArgs,
         events_on_stderr: bool,
         strict: bool,
+        with_sinks: bool,
     ) -> Result<Context, CmdError> {
         let config_path = explicit
             .map(Path::to_path_buf)
@@ -48,7 +49,14 @@ impl Context {
         let mut cfg = Config::load(&config_path, explicit.is_some())?;
         crate::logging::init(&cfg.daemon.log_level, events_on_stderr);
         let flags = sink_flags(flags);
-        let sinks = build_sinks(&mut cfg, &flags, &config_path)?;
+        // Commands that only read history (status, events, diff, verify, fleet queries) do
+        // not fetch the sinks' secrets: a vault that is down must not hide the history.
+        let sinks = if with_sinks {
+            build_sinks(&mut cfg, &flags, &config_path)?
+        } else {
+            Sinks::from_config(&Default::default(), &cfg.host())
+                .map_err(|e| CmdError::Io(e.to_string()))?
+        };
         let policy = Policy::from_config(&cfg, &config_path)?;
         for w in &policy.warnings {
             tracing::warn!("{w}");
