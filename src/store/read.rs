@@ -330,47 +330,51 @@ impl Store {
         filter: &EventFilter,
         mut each: impl FnMut(Event) -> Result<(), E>,
     ) -> Result<(), EventsError<E>> {
-        let keep = |e: &Event| {
-            filter
-                .path
-                .as_ref()
-                .is_none_or(|p| p.matches(&e.path_buf()))
-        };
         let Some(limit) = filter.limit else {
-            let sql = events_sql(filter, false);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(since) = filter.since_ns {
-                q = q.bind(since).bind(since);
-            }
-            let mut rows = q.fetch(&self.pool);
-            while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
-                let e = super::events::event_from_row(&row).map_err(|e| self.sql(e))?;
-                if keep(&e) {
+            return self
+                .stream_events(filter, false, |e| {
                     each(e).map_err(EventsError::Each)?;
-                }
-            }
-            return Ok(());
+                    Ok(true)
+                })
+                .await;
         };
         let mut last = std::collections::VecDeque::with_capacity(limit.min(4096));
         if limit > 0 {
-            let sql = events_sql(filter, true);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            if let Some(since) = filter.since_ns {
-                q = q.bind(since).bind(since);
-            }
-            let mut rows = q.fetch(&self.pool);
-            while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
-                let e = super::events::event_from_row(&row).map_err(|e| self.sql(e))?;
-                if keep(&e) {
-                    last.push_front(e);
-                    if last.len() == limit {
-                        break;
-                    }
-                }
-            }
+            self.stream_events(filter, true, |e| {
+                last.push_front(e);
+                Ok(last.len() < limit)
+            })
+            .await?;
         }
         for e in last {
             each(e).map_err(EventsError::Each)?;
+        }
+        Ok(())
+    }
+
+    /// The events `filter` selects (its `--path` glob applied as rows stream by), oldest or
+    /// newest first, handed to `take` until it returns false.
+    async fn stream_events<E>(
+        &self,
+        filter: &EventFilter,
+        newest_first: bool,
+        mut take: impl FnMut(Event) -> Result<bool, EventsError<E>>,
+    ) -> Result<(), EventsError<E>> {
+        let sql = events_sql(filter, newest_first);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(since) = filter.since_ns {
+            q = q.bind(since).bind(since);
+        }
+        let mut rows = q.fetch(&self.pool);
+        while let Some(row) = rows.try_next().await.map_err(|e| self.sql(e))? {
+            let e = super::events::event_from_row(&row).map_err(|e| self.sql(e))?;
+            let selected = filter
+                .path
+                .as_ref()
+                .is_none_or(|p| p.matches(&e.path_buf()));
+            if selected && !take(e)? {
+                break;
+            }
         }
         Ok(())
     }
