@@ -266,14 +266,18 @@ impl Watches {
         })));
         let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
         let stop_reader = stop.try_clone()?;
-        let registry = match fan {
+        let new_registry = |kernel| {
+            Arc::new(Mutex::new(Registry {
+                kernel,
+                by_wd: HashMap::new(),
+                marked: HashMap::new(),
+            }))
+        };
+        // One reader thread per backend; both feed `tx` and stop on `stop`.
+        let (registry, name, run): (_, &str, Box<dyn FnOnce() + Send>) = match fan {
             None => {
                 let inotify = Inotify::init()?;
-                let registry = Arc::new(Mutex::new(Registry {
-                    kernel: Kernel::Inotify(inotify.watches()),
-                    by_wd: HashMap::new(),
-                    marked: HashMap::new(),
-                }));
+                let registry = new_registry(Kernel::Inotify(inotify.watches()));
                 let reader = Reader {
                     inotify,
                     registry: registry.clone(),
@@ -281,18 +285,15 @@ impl Watches {
                     tx,
                     overflow,
                 };
-                std::thread::Builder::new()
-                    .name("fimd-inotify".into())
-                    .spawn(move || reader.run(stop_reader))?;
-                registry
+                (
+                    registry,
+                    "fimd-inotify",
+                    Box::new(move || reader.run(stop_reader)),
+                )
             }
             Some(fan) => {
                 let fan = Arc::new(Mutex::new(fan));
-                let registry = Arc::new(Mutex::new(Registry {
-                    kernel: Kernel::Fanotify(fan.clone()),
-                    by_wd: HashMap::new(),
-                    marked: HashMap::new(),
-                }));
+                let registry = new_registry(Kernel::Fanotify(fan.clone()));
                 let reader = FanReader {
                     fan,
                     registry: registry.clone(),
@@ -300,12 +301,14 @@ impl Watches {
                     tx,
                     overflow,
                 };
-                std::thread::Builder::new()
-                    .name("fimd-fanotify".into())
-                    .spawn(move || reader.run(stop_reader))?;
-                registry
+                (
+                    registry,
+                    "fimd-fanotify",
+                    Box::new(move || reader.run(stop_reader)),
+                )
             }
         };
+        std::thread::Builder::new().name(name.into()).spawn(run)?;
         Ok(Watches {
             registry,
             filter,
