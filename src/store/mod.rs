@@ -7,6 +7,7 @@
 mod events;
 mod mac;
 mod read;
+mod replace;
 mod tamper;
 mod write;
 
@@ -15,6 +16,7 @@ pub use tamper::{KeyState, VerifyReport};
 
 pub use events::load_events;
 pub use read::{EventFilter, Status};
+pub use replace::{building_path, install, remove_leftovers};
 pub use write::Batch;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
