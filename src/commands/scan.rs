@@ -45,6 +45,7 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     store.end_bulk().await?;
     store.close().await;
     crate::store::install(&building, db)?;
+    crate::store::mark_baseline(db);
     let took = started.elapsed();
     tracing::debug!(
         entries = report.entries,

@@ -5,9 +5,11 @@
 //! transaction of the whole load). Paths are BLOB bytes.
 
 mod events;
+mod identity;
 mod mac;
 mod read;
 mod replace;
+mod space;
 mod tamper;
 mod write;
 
@@ -15,6 +17,7 @@ pub use mac::MacKey;
 pub use tamper::{KeyState, VerifyReport};
 
 pub use events::load_events;
+pub use identity::{had_baseline, mark_baseline, marker_path};
 pub use read::{EventFilter, Status};
 pub use replace::{building_path, install, remove_leftovers};
 pub use write::Batch;
@@ -64,6 +67,24 @@ pub enum StoreError {
     /// The configured tamper-evidence key does not fit the database (a configuration error).
     #[error("database {path}: {message}")]
     TamperKey { path: PathBuf, message: String },
+    /// The database's file system has no room left (retried by the daemon, never fatal there).
+    #[error("disk full ({}): free space on its file system", .path.display())]
+    DiskFull { path: PathBuf },
+    /// The database file is no longer the one that was opened (removed, replaced, truncated).
+    #[error("database {} {what} while fimd was running; stopping (writing on would write into a file nobody reads)", .path.display())]
+    Lost { path: PathBuf, what: String },
+}
+
+impl StoreError {
+    /// The database's file system is full (transient: the daemon keeps its changes and retries).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
+
+    /// The database file was removed, replaced or truncated (the daemon must exit).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, StoreError::Lost { .. })
+    }
 }
 
 /// One line a user can act on for the common SQLite failures.
@@ -112,6 +133,8 @@ pub struct Store {
     instance: Arc<std::sync::RwLock<String>>,
     /// The tamper-evidence key, when `[store] hmac_key` is set ([`Store::use_key`]).
     mac: Arc<std::sync::RwLock<Option<Arc<MacKey>>>>,
+    /// The database file as opened (see [`Store::check_file`]).
+    file_id: Arc<std::sync::Mutex<Option<identity::FileId>>>,
 }
 
 /// A bulk load in progress.
@@ -147,6 +170,20 @@ fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> StoreErr
         what,
         source,
     }
+}
+
+/// May a connection go back to the pool? Not when it is still inside a transaction after the
+/// rollback of a dropped one has run: a COMMIT that failed (a full disk) and that SQLite had
+/// already rolled back itself leaves sqlx counting an open transaction, and every later
+/// `BEGIN` on that connection would fail ("non-zero transaction depth"). It is closed instead.
+async fn release_healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction's rollback is queued on the connection: let it run first.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
 }
 
 /// SQLite's own message for an unreadable file is "unable to open database file": check first.
@@ -227,6 +264,7 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(30))
+            .after_release(|conn, _| Box::pin(release_healthy(conn)))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Sql {
@@ -258,7 +296,24 @@ impl Store {
             bulk: Arc::default(),
             instance: Arc::new(std::sync::RwLock::new(instance)),
             mac: Arc::default(),
+            file_id: Arc::new(std::sync::Mutex::new(identity::FileId::of(path))),
         })
+    }
+
+    /// Check that the database file is still the one opened: same device and inode, and not
+    /// shorter than last seen. The daemon calls this periodically and after a failed commit.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        let mut guard = match self.file_id.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match guard.as_mut() {
+            Some(id) => id.verify(&self.path),
+            None => {
+                *guard = identity::FileId::of(&self.path);
+                Ok(())
+            }
+        }
     }
 
     /// The tamper-evidence key in use, if any.
@@ -333,6 +388,11 @@ impl Store {
     }
 
     fn sql(&self, source: sqlx::Error) -> StoreError {
+        if space::is_disk_full(&self.path, &source) {
+            return StoreError::DiskFull {
+                path: self.path.clone(),
+            };
+        }
         StoreError::Sql {
             path: self.path.clone(),
             source,
