@@ -363,7 +363,7 @@ Invalid argument.
 Invalid configuration (the message names file, line, column and key); a watch path with glob characters; init or check when no watch path exists; a configuration another user could change (the message names the path and the fix).
 .TP
 .B 18
-I/O or database error: no baseline yet, init over an existing baseline without \-\-force, a corrupt or locked database, permission denied (run as root), a daemon already running on the database, a database another user could change or a database path that is a symbolic link.
+I/O or database error: no baseline yet, init over an existing baseline without \-\-force, a corrupt or locked database, permission denied (run as root), a daemon already running on the database, a database another user could change or a database path that is a symbolic link, a database removed, replaced or truncated under the running daemon.
 .SH SIGNALS
 .TP
 .B SIGHUP

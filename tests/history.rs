@@ -401,3 +401,21 @@ fn issue_16_6_a_name_cannot_forge_log_fields() {
     d.signal("TERM");
     let _ = d.stop();
 }
+
+/// A new database gives pruned pages back (auto_vacuum = incremental, 2), and opening it
+/// again (a read command) writes nothing: its WAL stays empty.
+#[test]
+fn new_databases_vacuum_incrementally_and_reads_write_nothing() {
+    let t = TempTree::new("", "");
+    t.write("a.conf", "a\n");
+    t.init();
+    assert_eq!(sqlite(&t.db, "PRAGMA auto_vacuum"), "2");
+    let wal = t.db.with_file_name("fimd.db-wal");
+    let before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    for args in [&["status"][..], &["events"]] {
+        let r = t.run(args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        let after = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(after, before, "{args:?} wrote to the database");
+    }
+}

@@ -13,13 +13,22 @@ use crate::timefmt::{human_bytes, human_secs, plural};
 
 /// `init [--force]`: build the baseline. Refuses to replace a complete one without `--force`;
 /// an interrupted init left no complete baseline, so a plain `init` recovers from it.
+///
+/// The new baseline is built in `<database>.new` (starting from the old file's history) and
+/// renamed over the database only when complete: a killed `init --force` keeps the old one.
 pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     ensure_coverage(ctx)?;
-    let store = crate::store::Store::open_bulk(&ctx.cfg.daemon.database).await?;
-    store.ensure_no_daemon().await?;
-    if store.has_baseline().await? && !force {
-        return Err(StoreError::BaselineExists(store.path().to_path_buf()).into());
+    let db = &ctx.cfg.daemon.database;
+    let current = crate::store::Store::open(db).await?;
+    current.ensure_no_daemon().await?;
+    if current.has_baseline().await? && !force {
+        return Err(StoreError::BaselineExists(current.path().to_path_buf()).into());
     }
+    current.close().await;
+    let building = crate::store::building_path(db);
+    crate::store::remove_leftovers(&building)?;
+    let store = crate::store::Store::open_bulk(&building).await?;
+    store.copy_history_from(db).await?;
     store.clear_baseline().await?;
     // A new baseline: sign it (and the history) with the key configured now.
     store.forget_key().await?;
@@ -35,6 +44,8 @@ pub async fn init(ctx: &Context, force: bool) -> Result<Exit, CmdError> {
     let report = report?;
     store.end_bulk().await?;
     store.close().await;
+    crate::store::install(&building, db)?;
+    crate::store::mark_baseline(db);
     let took = started.elapsed();
     tracing::debug!(
         entries = report.entries,

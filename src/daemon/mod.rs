@@ -18,6 +18,7 @@ pub mod actor;
 mod debounce;
 pub mod fanotify;
 mod reload;
+mod retry;
 mod sdnotify;
 mod watcher;
 pub mod whodata;

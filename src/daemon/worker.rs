@@ -6,7 +6,9 @@
 //! batches when the token is cancelled); `WATCHDOG=1` is sent from this loop only (idle ticks
 //! and scan progress), so a stuck pipeline stops the pings and systemd restarts us; a failed
 //! unit of work is retried as a full rescan with backoff, and five failures in a row end the
-//! daemon with an error (systemd's `Restart=on-failure` takes over).
+//! daemon with an error (systemd's `Restart=on-failure` takes over). A full disk is never
+//! fatal: the same changes are retried until there is room ([`super::retry`]). A database
+//! file removed, replaced or truncated under us ends the daemon at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::retry::{disk_full_backoff, Redo};
 use super::{reload, sdnotify};
 use crate::event::{Actor, Source};
 use crate::pipeline::{Mode, Pipeline, ScanReport};
@@ -114,7 +117,12 @@ pub struct Worker {
     /// The actors of deferred real-time changes.
     deferred_actors: HashMap<PathBuf, Actor>,
     retry_at: Option<tokio::time::Instant>,
+    /// When the database file's identity was last checked.
+    file_checked: Option<Instant>,
 }
+
+/// How often the database file's identity is checked (at least once a minute; a stat is cheap).
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often deferred changes are looked at again while a package transaction runs.
 const DEFERRED_RETRY: Duration = Duration::from_secs(1);
@@ -142,11 +150,23 @@ impl Worker {
             deferred: BTreeMap::new(),
             deferred_actors: HashMap::new(),
             retry_at: None,
+            file_checked: None,
         }
     }
 
     /// Run until cancelled or the work channel closes. An error ends the daemon.
-    pub async fn run(mut self) -> Result<(), StoreError> {
+    pub async fn run(self) -> Result<(), StoreError> {
+        let result = self.work().await;
+        if let Err(e) = &result {
+            if e.is_lost() {
+                // A journal record at error priority (the exit message goes to stderr).
+                tracing::error!("{e}");
+            }
+        }
+        result
+    }
+
+    async fn work(mut self) -> Result<(), StoreError> {
         if !self.startup().await? {
             return Ok(());
         }
@@ -163,6 +183,7 @@ impl Worker {
                 },
                 _ = ticker.tick() => {
                     self.idle_tick().await;
+                    self.check_file_when_due().await?;
                     continue;
                 }
                 _ = sleep_until(self.retry_at) => {
@@ -170,23 +191,89 @@ impl Worker {
                     Work::Deferred
                 }
             };
-            let mut result = self.handle(work).await;
-            while let Err(e) = result {
+            let redo = Redo::of(&work);
+            let result = self.handle(work).await;
+            if !self.recover(redo, result).await? {
+                return Ok(());
+            }
+            self.failures = 0;
+            self.heartbeat.beat(None);
+            self.check_file_when_due().await?;
+        }
+    }
+
+    /// Retry a failed unit of work until it succeeds: a full disk keeps its changes and waits
+    /// (1 s doubling to 1 min, never fatal); other errors retry as a full rescan, five in a row
+    /// are fatal; a lost database file is fatal at once. False when cancelled meanwhile.
+    async fn recover(
+        &mut self,
+        mut redo: Redo,
+        mut result: Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let mut full_disk = 0u32;
+        while let Err(e) = result {
+            // A lost database file is never retried: writing on would write into nothing.
+            self.pipeline.store.check_file().await?;
+            if e.is_lost() {
+                return Err(e);
+            }
+            let wait = if e.is_disk_full() {
+                full_disk += 1;
+                let wait = disk_full_backoff(full_disk);
+                tracing::error!(
+                    "cannot record changes: {e}; retrying {} in {}",
+                    redo.describe(),
+                    crate::timefmt::human_secs(wait)
+                );
+                wait
+            } else {
                 self.failures += 1;
                 if self.failures >= 5 {
                     return Err(e);
                 }
+                redo = Redo::Full;
                 let wait = Duration::from_secs(2u64 << self.failures);
                 tracing::error!(error = %e, retry_in_s = wait.as_secs(), "processing changes failed; a full rescan will follow");
-                tokio::select! {
-                    _ = self.token.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                result = self.full(Reason::AfterError).await;
+                wait
+            };
+            if !self.pause(wait).await {
+                return Ok(false);
             }
-            self.failures = 0;
+            result = match redo.work() {
+                Some(work) => self.handle(work).await,
+                None => self.full(Reason::AfterError).await,
+            };
+        }
+        if full_disk > 0 {
+            tracing::info!("changes recorded again: the database's file system has room");
+        }
+        Ok(true)
+    }
+
+    /// Wait before a retry, feeding the watchdog (waiting on purpose is not being stuck; a
+    /// restart would not make room on the disk). False when cancelled.
+    async fn pause(&self, wait: Duration) -> bool {
+        let until = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < until {
+            tokio::select! {
+                _ = self.token.cancelled() => return false,
+                _ = tokio::time::sleep_until(until.min(tokio::time::Instant::now() + Duration::from_secs(1))) => {}
+            }
             self.heartbeat.beat(None);
         }
+        true
+    }
+
+    /// At least once a minute (between units of work): is the database file still ours?
+    async fn check_file_when_due(&mut self) -> Result<(), StoreError> {
+        if self
+            .file_checked
+            .is_some_and(|t| t.elapsed() < FILE_CHECK_EVERY)
+        {
+            return Ok(());
+        }
+        self.file_checked = Some(Instant::now());
+        self.pipeline.store.check_file().await
     }
 
     /// Build the first baseline (no events) or run the startup rescan; `READY=1` in between.
@@ -205,12 +292,24 @@ impl Worker {
             tracing::info!(events = rated, "older events rated by severity");
         }
         if store.has_baseline().await? {
+            // Databases made before the marker existed get it now.
+            crate::store::mark_baseline(store.path());
             sdnotify::ready("baseline loaded; startup rescan");
-            self.full(Reason::Startup).await?;
-            return Ok(!self.token.is_cancelled());
+            let result = self.full(Reason::Startup).await;
+            return Ok(self.recover(Redo::Full, result).await? && !self.token.is_cancelled());
         }
         store.clear_baseline().await?;
-        tracing::info!("no baseline yet: building it (no events for what exists now)");
+        // No baseline, but one existed: the database was deleted, truncated or replaced.
+        let recreated = crate::store::had_baseline(store.path());
+        if recreated {
+            tracing::error!(
+                marker = %crate::store::marker_path(store.path()).display(),
+                "database {} is missing its baseline but one existed before (the database was removed or truncated): building a new one; changes made while it was missing are not reported",
+                store.path().display()
+            );
+        } else {
+            tracing::info!("no baseline yet: building it (no events for what exists now)");
+        }
         sdnotify::extend_timeout(Duration::from_secs(30), "building the first baseline");
         let started = Instant::now();
         let hb = &self.heartbeat;
@@ -227,6 +326,16 @@ impl Worker {
             took = %crate::timefmt::human_secs(started.elapsed()),
             "baseline built"
         );
+        if recreated {
+            self.pipeline
+                .record_notice(
+                    store.path(),
+                    crate::event::Severity::Critical,
+                    "baseline was recreated (previous database missing)",
+                )
+                .await?;
+        }
+        crate::store::mark_baseline(store.path());
         store
             .set_meta("daemon.last_rescan", &rfc3339_ns(now_ns()))
             .await?;

@@ -216,6 +216,30 @@ impl Pipeline {
         self
     }
 
+    /// Record a notice about fimd itself (not a scanned file) at `path`: one `added` event
+    /// with `severity` and `reason`, committed, logged and queued for the sinks like any other.
+    pub async fn record_notice(
+        &self,
+        path: &Path,
+        severity: crate::event::Severity,
+        reason: &str,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (text, hex) = crate::event::path_for_json(path);
+        let mut e = Event::new(Source::Rescan, EventKind::Added, &text);
+        e.path_hex = hex;
+        e.time = rfc3339_ns(now_ns());
+        e.host = self.host.clone();
+        e.severity = severity;
+        e.reason = reason.to_string();
+        let mut batch = Batch {
+            events: vec![e],
+            ..Batch::default()
+        };
+        let mut report = ScanReport::default();
+        self.flush(&mut batch, Mode::Record, &mut report).await?;
+        Ok(report.events)
+    }
+
     /// One full scan of every root. `progress` is called with the number of entries seen.
     pub async fn full_scan(
         &self,

@@ -5,9 +5,12 @@
 //! transaction of the whole load). Paths are BLOB bytes.
 
 mod events;
+mod identity;
 mod mac;
 mod read;
+mod replace;
 mod retention;
+mod space;
 mod tamper;
 mod write;
 
@@ -15,7 +18,9 @@ pub use mac::MacKey;
 pub use tamper::{KeyState, VerifyReport};
 
 pub use events::load_events;
+pub use identity::{had_baseline, mark_baseline, marker_path};
 pub use read::{EventFilter, EventsError, Status};
+pub use replace::{building_path, install, remove_leftovers};
 pub use retention::PruneReport;
 pub use write::Batch;
 
@@ -72,6 +77,24 @@ pub enum StoreError {
     /// The configured tamper-evidence key does not fit the database (a configuration error).
     #[error("database {path}: {message}")]
     TamperKey { path: PathBuf, message: String },
+    /// The database's file system has no room left (retried by the daemon, never fatal there).
+    #[error("disk full ({}): free space on its file system", .path.display())]
+    DiskFull { path: PathBuf },
+    /// The database file is no longer the one that was opened (removed, replaced, truncated).
+    #[error("database {} {what} while fimd was running; stopping (writing on would write into a file nobody reads)", .path.display())]
+    Lost { path: PathBuf, what: String },
+}
+
+impl StoreError {
+    /// The database's file system is full (transient: the daemon keeps its changes and retries).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
+
+    /// The database file was removed, replaced or truncated (the daemon must exit).
+    pub fn is_lost(&self) -> bool {
+        matches!(self, StoreError::Lost { .. })
+    }
 }
 
 /// One line a user can act on for the common SQLite failures.
@@ -120,6 +143,8 @@ pub struct Store {
     instance: Arc<std::sync::RwLock<String>>,
     /// The tamper-evidence key, when `[store] hmac_key` is set ([`Store::use_key`]).
     mac: Arc<std::sync::RwLock<Option<Arc<MacKey>>>>,
+    /// The database file as opened (see [`Store::check_file`]).
+    file_id: Arc<std::sync::Mutex<Option<identity::FileId>>>,
 }
 
 /// A bulk load in progress.
@@ -169,6 +194,20 @@ pub fn check_permissions(path: &Path, enforce: bool) -> Result<(), StoreError> {
     })
 }
 
+/// May a connection go back to the pool? Not when it is still inside a transaction after the
+/// rollback of a dropped one has run: a COMMIT that failed (a full disk) and that SQLite had
+/// already rolled back itself leaves sqlx counting an open transaction, and every later
+/// `BEGIN` on that connection would fail ("non-zero transaction depth"). It is closed instead.
+async fn release_healthy(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction's rollback is queued on the connection: let it run first.
+    conn.ping().await?;
+    Ok(!conn.is_in_transaction())
+}
+
 /// SQLite's own message for an unreadable file is "unable to open database file": check first.
 fn readable(path: &Path) -> Result<(), StoreError> {
     std::fs::File::open(path)
@@ -199,18 +238,20 @@ impl Store {
             }
         }
         // Create the file 0600 ourselves: SQLite gives -wal/-shm the main file's mode.
-        match std::fs::OpenOptions::new()
+        let created = match std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(path)
         {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Ok(_) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
             Err(source) => return Err(io_error(path, "cannot create it", source)),
-        }
+        };
         readable(path)?;
-        Store::connect(path, connections).await
+        // Empty: created now, or by a run killed before SQLite wrote its first page.
+        let fresh = created || std::fs::metadata(path).is_ok_and(|m| m.len() == 0);
+        Store::connect(path, connections, fresh).await
     }
 
     /// Open a database that must already exist (read commands: `events`, `status`, `diff`).
@@ -223,10 +264,11 @@ impl Store {
             Err(source) => return Err(io_error(path, "cannot open it", source)),
         }
         readable(path)?;
-        Store::connect(path, POOL_SIZE).await
+        Store::connect(path, POOL_SIZE, false).await
     }
 
-    async fn connect(path: &Path, connections: u32) -> Result<Store, StoreError> {
+    /// Open the pool and migrate; `fresh`: the file is empty, a new database.
+    async fn connect(path: &Path, connections: u32, fresh: bool) -> Result<Store, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(false)
@@ -235,22 +277,28 @@ impl Store {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // Content deleted when a file becomes sensitive is zeroed on disk, not just unlinked.
-            .pragma("page_size", "65536")
             // 64 KiB pages: a baseline writes hundreds of MB of text contents; 16x fewer pages
             // means 16x fewer page writes (init measured 3.4 s -> 2.1 s at 100k files).
             // Only takes effect when the database is created.
             .pragma("page_size", "65536")
+            // Content deleted when a file becomes sensitive is zeroed on disk, not just unlinked.
             .pragma("secure_delete", "ON")
-            // Pruned history gives its pages back (`PRAGMA incremental_vacuum` after a prune).
-            // Only takes effect when the database is created: an older database keeps
-            // auto_vacuum = none and reuses the freed pages instead (README "History").
-            .auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
             // Statements are not logged: they carry paths, and a slow one is not a user's problem.
             .disable_statement_logging();
+        let options = if fresh {
+            // Pruned history gives its pages back (`PRAGMA incremental_vacuum` after a prune).
+            // It takes effect only when the database is created (sqlx sets it before
+            // journal_mode): an older database keeps auto_vacuum = none and reuses the freed
+            // pages instead (README "History"). Only for a new file: setting it writes page 1
+            // on every connection, and read-only commands must work on a full disk.
+            options.auto_vacuum(sqlx::sqlite::SqliteAutoVacuum::Incremental)
+        } else {
+            options
+        };
         let pool = SqlitePoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(30))
+            .after_release(|conn, _| Box::pin(release_healthy(conn)))
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Sql {
@@ -282,7 +330,59 @@ impl Store {
             bulk: Arc::default(),
             instance: Arc::new(std::sync::RwLock::new(instance)),
             mac: Arc::default(),
+            file_id: Arc::new(std::sync::Mutex::new(identity::FileId::of(path))),
         })
+    }
+
+    /// Check that the database file is still the one opened: same device and inode, and not
+    /// shorter than the pages SQLite counts (see `identity.rs`). The daemon calls this
+    /// periodically and after a failed commit.
+    pub async fn check_file(&self) -> Result<(), StoreError> {
+        let shrunk = {
+            let mut guard = match self.file_id.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match guard.as_mut() {
+                Some(id) => id.verify(&self.path)?,
+                None => {
+                    *guard = identity::FileId::of(&self.path);
+                    None
+                }
+            }
+        };
+        let Some(len) = shrunk else {
+            return Ok(());
+        };
+        // Pages still in the WAL count too, so the file may be shorter than this while it
+        // grows (until a checkpoint), never right after shrinking.
+        let pages: Result<(i64, i64), _> =
+            sqlx::query_as("SELECT * FROM pragma_page_count, pragma_page_size")
+                .fetch_one(&self.pool)
+                .await;
+        let counted = match pages {
+            Ok((count, size)) => u64::try_from(count.saturating_mul(size)).unwrap_or(0),
+            Err(e) => {
+                return Err(identity::lost(
+                    &self.path,
+                    format!("shrank to {len} bytes and cannot be read ({e})"),
+                ))
+            }
+        };
+        if len < counted {
+            return Err(identity::lost(
+                &self.path,
+                format!("was truncated ({len} bytes, SQLite counts {counted})"),
+            ));
+        }
+        let mut guard = match self.file_id.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(id) = guard.as_mut() {
+            id.accept(len);
+        }
+        Ok(())
     }
 
     /// The tamper-evidence key in use, if any.
@@ -357,6 +457,11 @@ impl Store {
     }
 
     fn sql(&self, source: sqlx::Error) -> StoreError {
+        if space::is_disk_full(&self.path, &source) {
+            return StoreError::DiskFull {
+                path: self.path.clone(),
+            };
+        }
         StoreError::Sql {
             path: self.path.clone(),
             source,

@@ -1,7 +1,7 @@
 //! Writes: one transaction per [`Batch`]; multi-row statements (SQLite allows 32 766 bound
 //! variables per statement, and per-statement round trips dominate through sqlx).
 
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
@@ -71,15 +71,26 @@ impl Store {
             }
             return Ok(batch.events);
         }
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.sql(e))?;
-        self.write_batch(&mut tx, &mut batch, sinks)
-            .await
-            .map_err(|e| self.sql(e))?;
-        tx.commit().await.map_err(|e| self.sql(e))?;
+        let mut conn = self.pool.acquire().await.map_err(|e| self.sql(e))?;
+        let result = async {
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+            match self.write_batch(&mut tx, &mut batch, sinks).await {
+                Ok(()) => tx.commit().await,
+                Err(e) => {
+                    // Rolled back here rather than on drop, so the error is the write's.
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            // A failed COMMIT (a full disk) may leave SQLite and sqlx disagreeing about the
+            // open transaction ("non-zero transaction depth" on every later BEGIN): this
+            // connection is never reused. SQLite rolls back what the file holds at next use.
+            conn.close_on_drop();
+            return Err(self.sql(e));
+        }
         Ok(batch.events)
     }
 

@@ -338,6 +338,43 @@ impl Daemon {
         }
     }
 
+    /// The daemon has not exited (`Some(status)` once it has).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Wait up to `timeout` for the daemon to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Poll the daemon's stderr log until a line satisfies `pred`; returns that line.
+    pub fn wait_message_in_stderr(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let text = self.stderr_text();
+            if let Some(line) = text.lines().find(|l| pred(l)) {
+                return line.to_string();
+            }
+            if let Some(status) = self.exited() {
+                panic!("fimd exited ({status}) while waiting for {what}; stderr:\n{text}");
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("timed out waiting for {what}; stderr:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         let mut s = String::new();
         if let Ok(mut f) = std::fs::File::open(&self.stderr) {
