@@ -263,7 +263,7 @@ impl RpmIndex {
         // The old index and the blobs read (on sqlx's worker thread, so in another glibc
         // arena) are freed now; without giving them back, a daemon refreshing on each rpm
         // transaction crept up (100k paths, 20 refreshes: RSS 23 MiB instead of 17-19).
-        release_free_memory();
+        crate::memory::release_free_memory();
         Ok(())
     }
 
@@ -411,14 +411,6 @@ fn write_lock_held(path: &Path) -> bool {
     }
     // F_UNLCK: nothing conflicts. F_RDLCK: only readers (`rpm --verifydb`): no transaction.
     query.l_type == libc::F_WRLCK as libc::c_short
-}
-
-/// Give freed heap back to the system (glibc keeps it in its arenas otherwise).
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The top-level symlinks of `root` that point into `usr` (merged /usr: `bin -> usr/bin`),

@@ -218,16 +218,8 @@ impl Pipeline {
         // The last batch (with the scan's meta) commits after every other one, before we return.
         self.settle(&mut report, &mut inflight).await?;
         self.flush(&mut pending, mode, &mut report).await?;
-        release_free_memory();
+        // An idle daemon does not keep the peak of its last scan.
+        crate::memory::release_free_memory();
         Ok(report)
-    }
-}
-
-/// Give the memory a scan freed back to the system, so an idle daemon does not keep the peak
-/// of its last scan (glibc keeps freed heap in its arenas otherwise).
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
