@@ -3,20 +3,25 @@
 //! debounced paths (source `inotify`), full rescans (source `rescan`) and config reloads.
 //!
 //! Guarantees: work is never cancelled mid-transaction (the pipeline stops between committed
-//! batches when the token is cancelled); `WATCHDOG=1` is sent from this loop only (idle ticks
-//! and scan progress), so a stuck pipeline stops the pings and systemd restarts us; a failed
-//! unit of work is retried as a full rescan with backoff, and five failures in a row end the
-//! daemon with an error (systemd's `Restart=on-failure` takes over).
+//! batches when the token is cancelled); `WATCHDOG=1` is sent from this task only: on idle
+//! ticks, and during a unit of work only while it makes progress (entries scanned or bytes
+//! hashed, see [`watched`]), so a long hash keeps the daemon alive while a stuck pipeline
+//! stops the pings and systemd restarts us; big files are hashed on their own lane
+//! ([`super::lane`]) so they never hold back other paths' events; a failed unit of work is
+//! retried as a full rescan with backoff, and five failures in a row end the daemon with an
+//! error (systemd's `Restart=on-failure` takes over).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lane::Lane;
 use super::{reload, sdnotify};
 use crate::event::{Actor, Source};
 use crate::pipeline::{Mode, Pipeline, ScanReport};
@@ -40,6 +45,8 @@ pub enum Work {
     },
     /// Look again at the changes the explain stage deferred (made by the worker itself).
     Deferred,
+    /// The lane has hashed this big file: scan it again (made by the worker itself).
+    Hashed(PathBuf),
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.
@@ -72,10 +79,20 @@ pub struct Shared {
 struct Heartbeat {
     watchdog: Option<Duration>,
     last: Mutex<Instant>,
+    /// Progress calls so far (see [`Heartbeat::progress`]).
+    beats: AtomicU64,
+    /// Bytes hashed by the pipeline's scans (shared with its scan settings).
+    hashed: Arc<AtomicU64>,
 }
 
 impl Heartbeat {
+    /// Grows while the pipeline makes progress: entries scanned, bytes hashed.
+    fn progress(&self) -> u64 {
+        self.beats.load(Ordering::Relaxed) + self.hashed.load(Ordering::Relaxed)
+    }
+
     fn beat(&self, starting: Option<u64>) {
+        self.beats.fetch_add(1, Ordering::Relaxed);
         let every = self.watchdog.unwrap_or(Duration::from_secs(5));
         let Ok(mut last) = self.last.lock() else {
             return;
@@ -101,7 +118,13 @@ pub struct Worker {
     rx: mpsc::Receiver<Work>,
     token: CancellationToken,
     shared: Arc<Shared>,
-    heartbeat: Heartbeat,
+    heartbeat: Arc<Heartbeat>,
+    /// Hashes big files off the pipeline (see `scan::bigfile`).
+    lane: Lane,
+    /// The source of each path waiting for the lane, and removals held back with them
+    /// ([`ScanReport::held_for_big`]).
+    for_lane: BTreeMap<PathBuf, Source>,
+    held_for_big: BTreeMap<PathBuf, Source>,
     published_depth: usize,
     published_watches: Option<usize>,
     watches_counted: Option<Instant>,
@@ -109,7 +132,7 @@ pub struct Worker {
     /// Changes the explain stage deferred (a package transaction runs), by source: scanned
     /// again at `retry_at`.
     deferred: BTreeMap<PathBuf, Source>,
-    /// The actors of deferred real-time changes.
+    /// The actors of real-time changes not recorded yet (deferred, or waiting for the lane).
     deferred_actors: HashMap<PathBuf, Actor>,
     retry_at: Option<tokio::time::Instant>,
 }
@@ -117,22 +140,55 @@ pub struct Worker {
 /// How often deferred changes are looked at again while a package transaction runs.
 const DEFERRED_RETRY: Duration = Duration::from_secs(1);
 
+/// Run one unit of work, feeding the watchdog at each interval in which the pipeline made
+/// progress (a 5 GiB file hashed at a low `hash_rate` takes minutes, all inside one file: its
+/// bytes are the progress). No progress in an interval, no ping: a pipeline stuck on a lock or
+/// a hung read is still restarted by systemd.
+async fn watched<T>(heartbeat: &Heartbeat, work: impl Future<Output = T>) -> T {
+    let Some(every) = heartbeat.watchdog else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = heartbeat.progress();
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                let now = heartbeat.progress();
+                if now != seen {
+                    seen = now;
+                    sdnotify::watchdog();
+                }
+            }
+        }
+    }
+}
+
 impl Worker {
     pub fn new(
         pipeline: Pipeline,
         rx: mpsc::Receiver<Work>,
         token: CancellationToken,
         shared: Arc<Shared>,
+        lane: Lane,
     ) -> Worker {
         Worker {
+            heartbeat: Arc::new(Heartbeat {
+                watchdog: sdnotify::watchdog_interval(),
+                last: Mutex::new(Instant::now()),
+                beats: AtomicU64::new(0),
+                hashed: pipeline.settings.progress.clone(),
+            }),
             pipeline,
             rx,
             token,
             shared,
-            heartbeat: Heartbeat {
-                watchdog: sdnotify::watchdog_interval(),
-                last: Mutex::new(Instant::now()),
-            },
+            lane,
+            for_lane: BTreeMap::new(),
+            held_for_big: BTreeMap::new(),
             published_depth: 0,
             published_watches: None,
             watches_counted: None,
@@ -145,7 +201,8 @@ impl Worker {
 
     /// Run until cancelled or the work channel closes. An error ends the daemon.
     pub async fn run(mut self) -> Result<(), StoreError> {
-        if !self.startup().await? {
+        let hb = self.heartbeat.clone();
+        if !watched(&hb, self.startup()).await? {
             return Ok(());
         }
         let tick = self.heartbeat.watchdog.unwrap_or(Duration::from_secs(2));
@@ -167,8 +224,9 @@ impl Worker {
                     self.retry_at = None;
                     Work::Deferred
                 }
+                Some(path) = self.lane.done.recv() => Work::Hashed(path),
             };
-            let mut result = self.handle(work).await;
+            let mut result = watched(&hb, self.handle(work)).await;
             while let Err(e) = result {
                 self.failures += 1;
                 if self.failures >= 5 {
@@ -180,7 +238,7 @@ impl Worker {
                     _ = self.token.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(wait) => {}
                 }
-                result = self.full(Reason::AfterError).await;
+                result = watched(&hb, self.full(Reason::AfterError)).await;
             }
             self.failures = 0;
             self.heartbeat.beat(None);
@@ -247,12 +305,39 @@ impl Worker {
                 let mut left = self.pipeline.take_actors();
                 let report = report?;
                 log_report("inotify", &report);
-                for p in &report.deferred {
+                let waiting = report
+                    .deferred
+                    .iter()
+                    .chain(&report.big_files)
+                    .chain(&report.held_for_big);
+                for p in waiting {
                     if let Some(a) = left.remove(p) {
                         self.deferred_actors.insert(p.clone(), a);
                     }
                 }
-                self.defer(report.deferred, Source::Inotify);
+                self.later(report, Source::Inotify);
+                Ok(())
+            }
+            Work::Hashed(path) => {
+                let source = self.for_lane.remove(&path).unwrap_or(Source::Inotify);
+                let mut paths = vec![path];
+                paths.extend(std::mem::take(&mut self.held_for_big).into_keys());
+                let actors = paths
+                    .iter()
+                    .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
+                    .collect();
+                self.pipeline.set_actors(actors);
+                let hb = &self.heartbeat;
+                let report = self
+                    .pipeline
+                    .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
+                    .await;
+                for (p, a) in self.pipeline.take_actors() {
+                    self.deferred_actors.insert(p, a);
+                }
+                let report = report?;
+                log_report("big file", &report);
+                self.later(report, source);
                 Ok(())
             }
             Work::Deferred => {
@@ -280,7 +365,7 @@ impl Worker {
                     }
                     let report = report?;
                     log_report("deferred", &report);
-                    self.defer(report.deferred, source);
+                    self.later(report, source);
                 }
                 Ok(())
             }
@@ -324,8 +409,10 @@ impl Worker {
             .pipeline
             .full_scan(Mode::Record, Source::Rescan, &|_| hb.beat(None))
             .await?;
-        self.defer(std::mem::take(&mut report.deferred), Source::Rescan);
-        if report.interrupted {
+        let (entries, hashed, changes) = (report.entries, report.hashed, report.events.len());
+        let interrupted = report.interrupted;
+        self.later(std::mem::take(&mut report), Source::Rescan);
+        if interrupted {
             return Ok(());
         }
         let now = rfc3339_ns(now_ns());
@@ -335,14 +422,29 @@ impl Worker {
             .await?;
         tracing::info!(
             reason = ?reason,
-            entries = report.entries,
-            hashed = report.hashed,
-            changes = report.events.len(),
+            entries,
+            hashed,
+            changes,
             took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
         sdnotify::status(&format!("watching; last full rescan {now}"));
         Ok(())
+    }
+
+    /// What a scan left for later: deferred changes, and big files for the lane (with the
+    /// removals held back for them).
+    fn later(&mut self, report: ScanReport, source: Source) {
+        self.defer(report.deferred, source);
+        for p in report.held_for_big {
+            self.held_for_big.entry(p).or_insert(source);
+        }
+        for p in report.big_files {
+            let sensitive = self.pipeline.policy.is_sensitive_path(&p);
+            self.lane
+                .submit(p.clone(), &self.pipeline.settings, sensitive);
+            self.for_lane.entry(p).or_insert(source);
+        }
     }
 
     /// Keep deferred changes to look at again shortly (the explain stage bounds how long).

@@ -100,7 +100,7 @@ impl Pipeline {
         let walker = {
             let (policy, settings, pool) = (
                 self.policy.clone(),
-                self.settings.clone(),
+                self.settings_for(mode),
                 self.pool.clone(),
             );
             tokio::task::spawn_blocking(move || {
@@ -160,15 +160,8 @@ impl Pipeline {
                         .iter()
                         .filter(|(o, _)| matches!(o, Outcome::Entry(s) if s.hashed_at_ns != 0))
                         .count() as u64;
-                    self.add_outcomes(
-                        pairs,
-                        mode,
-                        source,
-                        &mut pending,
-                        &mut report.deferred,
-                        &mut renames,
-                    )
-                    .await?;
+                    self.add_outcomes(pairs, mode, source, &mut pending, &mut report, &mut renames)
+                        .await?;
                 }
                 Item::Gone(rows) => {
                     let mut rows = rows.into_iter().peekable();
