@@ -148,6 +148,9 @@ impl Ready {
             .iter()
             .filter_map(|p| self.actors.remove(p).map(|a| (p.clone(), a)))
             .collect();
+        if self.actors.is_empty() {
+            self.actors.shrink_to_fit(); // a burst's table is not kept
+        }
         Some(Work::Paths {
             paths: batch.into_iter().collect(),
             actors,
