@@ -20,6 +20,7 @@ pub mod format;
 pub mod logging;
 pub mod mac;
 pub mod manpage;
+pub mod memory;
 pub mod packages;
 pub mod perms;
 pub mod pipeline;

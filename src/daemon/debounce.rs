@@ -84,12 +84,16 @@ impl Debouncer {
             self.pending.remove(&path);
             out.push(path);
         }
+        if self.pending.is_empty() {
+            // A burst grew the table; it keeps its capacity until told otherwise.
+            self.pending.shrink_to_fit();
+        }
         out
     }
 
     /// Forget every pending path (a full rescan covers them).
     pub fn clear(&mut self) {
-        self.pending.clear();
+        self.pending = HashMap::new();
         self.due.clear();
     }
 

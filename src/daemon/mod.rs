@@ -17,6 +17,7 @@
 pub mod actor;
 mod debounce;
 pub mod fanotify;
+mod lane;
 mod reload;
 mod retry;
 mod sdnotify;
@@ -29,7 +30,7 @@ pub use debounce::Debouncer;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,6 +151,9 @@ impl Ready {
             .iter()
             .filter_map(|p| self.actors.remove(p).map(|a| (p.clone(), a)))
             .collect();
+        if self.actors.is_empty() {
+            self.actors.shrink_to_fit(); // a burst's table is not kept
+        }
         Some(Work::Paths {
             paths: batch.into_iter().collect(),
             actors,
@@ -186,6 +190,9 @@ struct Daemon {
     last_overflow_rescan: Option<Instant>,
     /// Real-time events come from fanotify (who-data), not inotify.
     fanotify: bool,
+    /// Bytes hashed by the pipeline (every pipeline a reload makes counts here): the worker
+    /// feeds the watchdog while it grows.
+    hashed: Arc<AtomicU64>,
 }
 
 /// Run the daemon until `shutdown` completes (or the worker fails).
@@ -243,13 +250,16 @@ pub async fn run(
         overflow_due: None,
         fanotify,
         last_overflow_rescan: None,
+        hashed: Arc::default(),
     };
     // Watches first: a change during the startup scan is then never missed.
     d.configure_watches().await;
     let pipeline = d.pipeline(&d.cfg, &d.policy, ctx.sinks.names())?;
+    let lane = lane::Lane::start(d.cfg.daemon.low_priority)
+        .map_err(|e| DaemonError::Io(format!("cannot start the big-file hashing thread: {e}")))?;
     let (work_tx, work_rx) = mpsc::channel::<Work>(1);
     let mut worker =
-        tracker.spawn(Worker::new(pipeline, work_rx, token.clone(), d.shared.clone()).run());
+        tracker.spawn(Worker::new(pipeline, work_rx, token.clone(), d.shared.clone(), lane).run());
     // The outbox worker: delivers what earlier runs left and what the pipeline queues. It
     // stops only between deliveries; undelivered rows stay for the next start.
     d.start_alert_worker(ctx.sinks);
@@ -360,8 +370,13 @@ impl Daemon {
         let routes = cfg.notify.routes_for(&sinks);
         Pipeline::for_config(self.store.clone(), cfg, policy.clone(), routes, false)
             .map(|p| {
+                let big = crate::scan::bigfile::BigFiles::new(
+                    cfg.daemon.hash_rate,
+                    cfg.content.max_bytes,
+                );
                 p.with_cancel(self.token.clone())
                     .with_wake(self.wake.clone())
+                    .with_lane(Arc::new(big), self.hashed.clone())
             })
             .map_err(|e| DaemonError::Io(format!("cannot start hashing threads: {e}")))
     }

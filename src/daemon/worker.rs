@@ -3,22 +3,27 @@
 //! debounced paths (source `inotify`), full rescans (source `rescan`) and config reloads.
 //!
 //! Guarantees: work is never cancelled mid-transaction (the pipeline stops between committed
-//! batches when the token is cancelled); `WATCHDOG=1` is sent from this loop only (idle ticks
-//! and scan progress), so a stuck pipeline stops the pings and systemd restarts us; a failed
-//! unit of work is retried as a full rescan with backoff, and five failures in a row end the
-//! daemon with an error (systemd's `Restart=on-failure` takes over). A full disk is never
-//! fatal: the same changes are retried until there is room ([`super::retry`]). A database
-//! file removed, replaced or truncated under us ends the daemon at once.
+//! batches when the token is cancelled); `WATCHDOG=1` is sent from this task only: on idle
+//! ticks, and during a unit of work only while it makes progress (entries scanned or bytes
+//! hashed, see [`watched`]), so a long hash keeps the daemon alive while a stuck pipeline
+//! stops the pings and systemd restarts us; big files are hashed on their own lane
+//! ([`super::lane`]) so they never hold back other paths' events; a failed unit of work is
+//! retried as a full rescan with backoff, and five failures in a row end the daemon with an
+//! error (systemd's `Restart=on-failure` takes over). A full disk is never fatal: the same
+//! changes are retried until there is room ([`super::retry`]). A database file removed,
+//! replaced or truncated under us ends the daemon at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::lane::Lane;
 use super::retry::{disk_full_backoff, Redo};
 use super::{reload, sdnotify};
 use crate::event::{Actor, Source};
@@ -43,6 +48,8 @@ pub enum Work {
     },
     /// Look again at the changes the explain stage deferred (made by the worker itself).
     Deferred,
+    /// The lane has hashed this big file: scan it again (made by the worker itself).
+    Hashed(PathBuf),
 }
 
 /// Sleep until `at`, or forever when there is nothing to wait for.
@@ -77,10 +84,20 @@ pub struct Shared {
 struct Heartbeat {
     watchdog: Option<Duration>,
     last: Mutex<Instant>,
+    /// Progress calls so far (see [`Heartbeat::progress`]).
+    beats: AtomicU64,
+    /// Bytes hashed by the pipeline's scans (shared with its scan settings).
+    hashed: Arc<AtomicU64>,
 }
 
 impl Heartbeat {
+    /// Grows while the pipeline makes progress: entries scanned, bytes hashed.
+    fn progress(&self) -> u64 {
+        self.beats.load(Ordering::Relaxed) + self.hashed.load(Ordering::Relaxed)
+    }
+
     fn beat(&self, starting: Option<u64>) {
+        self.beats.fetch_add(1, Ordering::Relaxed);
         let every = self.watchdog.unwrap_or(Duration::from_secs(5));
         let Ok(mut last) = self.last.lock() else {
             return;
@@ -106,7 +123,15 @@ pub struct Worker {
     rx: mpsc::Receiver<Work>,
     token: CancellationToken,
     shared: Arc<Shared>,
-    heartbeat: Heartbeat,
+    heartbeat: Arc<Heartbeat>,
+    /// Hashes big files off the pipeline (see `scan::bigfile`).
+    lane: Lane,
+    /// The source of each path waiting for the lane, and removals held back with them
+    /// ([`ScanReport::held_for_big`]).
+    for_lane: BTreeMap<PathBuf, Source>,
+    held_for_big: BTreeMap<PathBuf, Source>,
+    /// Real-time paths scanned since memory was last given back (see [`Worker::idle_tick`]).
+    paths_since_trim: usize,
     published_depth: usize,
     published_watches: Option<usize>,
     watches_counted: Option<Instant>,
@@ -114,7 +139,7 @@ pub struct Worker {
     /// Changes the explain stage deferred (a package transaction runs), by source: scanned
     /// again at `retry_at`.
     deferred: BTreeMap<PathBuf, Source>,
-    /// The actors of deferred real-time changes.
+    /// The actors of real-time changes not recorded yet (deferred, or waiting for the lane).
     deferred_actors: HashMap<PathBuf, Actor>,
     retry_at: Option<tokio::time::Instant>,
     /// When the database file's identity was last checked.
@@ -126,6 +151,35 @@ const FILE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often deferred changes are looked at again while a package transaction runs.
 const DEFERRED_RETRY: Duration = Duration::from_secs(1);
+/// Real-time paths scanned since the last trim that make a burst worth giving back.
+const TRIM_AFTER_PATHS: usize = 1000;
+
+/// Run one unit of work, feeding the watchdog at each interval in which the pipeline made
+/// progress (a 5 GiB file hashed at a low `hash_rate` takes minutes, all inside one file: its
+/// bytes are the progress). No progress in an interval, no ping: a pipeline stuck on a lock or
+/// a hung read is still restarted by systemd.
+async fn watched<T>(heartbeat: &Heartbeat, work: impl Future<Output = T>) -> T {
+    let Some(every) = heartbeat.watchdog else {
+        return work.await;
+    };
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = heartbeat.progress();
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            _ = ticker.tick() => {
+                let now = heartbeat.progress();
+                if now != seen {
+                    seen = now;
+                    sdnotify::watchdog();
+                }
+            }
+        }
+    }
+}
 
 impl Worker {
     pub fn new(
@@ -133,16 +187,23 @@ impl Worker {
         rx: mpsc::Receiver<Work>,
         token: CancellationToken,
         shared: Arc<Shared>,
+        lane: Lane,
     ) -> Worker {
         Worker {
+            heartbeat: Arc::new(Heartbeat {
+                watchdog: sdnotify::watchdog_interval(),
+                last: Mutex::new(Instant::now()),
+                beats: AtomicU64::new(0),
+                hashed: pipeline.settings.progress.clone(),
+            }),
             pipeline,
             rx,
             token,
             shared,
-            heartbeat: Heartbeat {
-                watchdog: sdnotify::watchdog_interval(),
-                last: Mutex::new(Instant::now()),
-            },
+            lane,
+            for_lane: BTreeMap::new(),
+            held_for_big: BTreeMap::new(),
+            paths_since_trim: 0,
             published_depth: 0,
             published_watches: None,
             watches_counted: None,
@@ -167,7 +228,8 @@ impl Worker {
     }
 
     async fn work(mut self) -> Result<(), StoreError> {
-        if !self.startup().await? {
+        let hb = self.heartbeat.clone();
+        if !watched(&hb, self.startup()).await? {
             return Ok(());
         }
         let tick = self.heartbeat.watchdog.unwrap_or(Duration::from_secs(2));
@@ -190,9 +252,10 @@ impl Worker {
                     self.retry_at = None;
                     Work::Deferred
                 }
+                Some(path) = self.lane.done.recv() => Work::Hashed(path),
             };
             let redo = Redo::of(&work);
-            let result = self.handle(work).await;
+            let result = watched(&hb, self.handle(work)).await;
             if !self.recover(redo, result).await? {
                 return Ok(());
             }
@@ -239,9 +302,10 @@ impl Worker {
             if !self.pause(wait).await {
                 return Ok(false);
             }
+            let hb = self.heartbeat.clone();
             result = match redo.work() {
-                Some(work) => self.handle(work).await,
-                None => self.full(Reason::AfterError).await,
+                Some(work) => watched(&hb, self.handle(work)).await,
+                None => watched(&hb, self.full(Reason::AfterError)).await,
             };
         }
         if full_disk > 0 {
@@ -358,12 +422,40 @@ impl Worker {
                 let mut left = self.pipeline.take_actors();
                 let report = report?;
                 log_report("inotify", &report);
-                for p in &report.deferred {
+                let waiting = report
+                    .deferred
+                    .iter()
+                    .chain(&report.big_files)
+                    .chain(&report.held_for_big);
+                for p in waiting {
                     if let Some(a) = left.remove(p) {
                         self.deferred_actors.insert(p.clone(), a);
                     }
                 }
-                self.defer(report.deferred, Source::Inotify);
+                self.paths_since_trim += report.entries as usize;
+                self.later(report, Source::Inotify);
+                Ok(())
+            }
+            Work::Hashed(path) => {
+                let source = self.for_lane.remove(&path).unwrap_or(Source::Inotify);
+                let mut paths = vec![path];
+                paths.extend(std::mem::take(&mut self.held_for_big).into_keys());
+                let actors = paths
+                    .iter()
+                    .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
+                    .collect();
+                self.pipeline.set_actors(actors);
+                let hb = &self.heartbeat;
+                let report = self
+                    .pipeline
+                    .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
+                    .await;
+                for (p, a) in self.pipeline.take_actors() {
+                    self.deferred_actors.insert(p, a);
+                }
+                let report = report?;
+                log_report("big file", &report);
+                self.later(report, source);
                 Ok(())
             }
             Work::Deferred => {
@@ -391,7 +483,7 @@ impl Worker {
                     }
                     let report = report?;
                     log_report("deferred", &report);
-                    self.defer(report.deferred, source);
+                    self.later(report, source);
                 }
                 Ok(())
             }
@@ -445,8 +537,10 @@ impl Worker {
             .pipeline
             .full_scan(Mode::Record, Source::Rescan, &|_| hb.beat(None))
             .await?;
-        self.defer(std::mem::take(&mut report.deferred), Source::Rescan);
-        if report.interrupted {
+        let (entries, hashed, changes) = (report.entries, report.hashed, report.events.len());
+        let interrupted = report.interrupted;
+        self.later(std::mem::take(&mut report), Source::Rescan);
+        if interrupted {
             return Ok(());
         }
         let now = rfc3339_ns(now_ns());
@@ -456,9 +550,9 @@ impl Worker {
             .await?;
         tracing::info!(
             reason = ?reason,
-            entries = report.entries,
-            hashed = report.hashed,
-            changes = report.events.len(),
+            entries,
+            hashed,
+            changes,
             took = %crate::timefmt::human_secs(started.elapsed()),
             "full rescan done"
         );
@@ -474,6 +568,21 @@ impl Worker {
         }
         sdnotify::status(&format!("watching; last full rescan {now}"));
         Ok(())
+    }
+
+    /// What a scan left for later: deferred changes, and big files for the lane (with the
+    /// removals held back for them).
+    fn later(&mut self, report: ScanReport, source: Source) {
+        self.defer(report.deferred, source);
+        for p in report.held_for_big {
+            self.held_for_big.entry(p).or_insert(source);
+        }
+        for p in report.big_files {
+            let sensitive = self.pipeline.policy.is_sensitive_path(&p);
+            self.lane
+                .submit(p.clone(), &self.pipeline.settings, sensitive);
+            self.for_lane.entry(p).or_insert(source);
+        }
     }
 
     /// Keep deferred changes to look at again shortly (the explain stage bounds how long).
@@ -493,10 +602,17 @@ impl Worker {
         }
     }
 
-    /// Idle: ping the watchdog, publish the queue depth when it changed.
+    /// Idle: ping the watchdog, give a burst's memory back, publish the queue depth when it
+    /// changed.
     async fn idle_tick(&mut self) {
         if self.heartbeat.watchdog.is_some() {
             sdnotify::watchdog();
+        }
+        // A burst of events (200k paths: 13 MB idle -> 185 MB) leaves its peak in glibc's
+        // arenas; a full scan gives its own back, and so does the first idle tick after one.
+        if self.paths_since_trim >= TRIM_AFTER_PATHS {
+            self.paths_since_trim = 0;
+            crate::memory::release_free_memory();
         }
         // Counting reads /proc/self/fdinfo (one line per watch): once a minute is plenty.
         let due = self

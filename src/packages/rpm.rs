@@ -263,7 +263,7 @@ impl RpmIndex {
         // The old index and the blobs read (on sqlx's worker thread, so in another glibc
         // arena) are freed now; without giving them back, a daemon refreshing on each rpm
         // transaction crept up (100k paths, 20 refreshes: RSS 23 MiB instead of 17-19).
-        release_free_memory();
+        crate::memory::release_free_memory();
         Ok(())
     }
 
@@ -387,14 +387,6 @@ fn is_rpm_temp_name(name: &OsStr) -> bool {
         && b[b.len() - 8..]
             .iter()
             .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
-}
-
-/// Give freed heap back to the system (glibc keeps it in its arenas otherwise).
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The top-level symlinks of `root` that point into `usr` (merged /usr: `bin -> usr/bin`),

@@ -60,6 +60,15 @@ pub struct ScanReport {
     /// Changes the explain stage deferred (a package transaction may still record their
     /// digests): nothing was written for them; scan them again shortly.
     pub deferred: Vec<PathBuf>,
+    /// Big files left to the daemon's big-file lane (see `scan::bigfile`): nothing was
+    /// written for them; scan them again once the lane has hashed them.
+    pub big_files: Vec<PathBuf>,
+    /// Paths gone from disk with the inode of one of `big_files` (maybe renamed to it):
+    /// nothing was written for them either; scan them again with the big file, so a rename
+    /// stays one `renamed` event.
+    pub held_for_big: Vec<PathBuf>,
+    /// The inodes of `big_files` (to find `held_for_big`).
+    big_inodes: HashSet<u64>,
 }
 
 impl ScanReport {
@@ -158,6 +167,8 @@ impl Pipeline {
             detect_private_keys: cfg.sensitive.detect_private_keys,
             full,
             rate: scan::governor::RateLimit::new(cfg.daemon.hash_rate).map(Arc::new),
+            lane: None,
+            progress: Arc::default(),
         };
         let explain = Arc::new(Explainer::load(&cfg.packages, policy.clone()));
         let mut pipeline = Pipeline::new(
@@ -202,6 +213,28 @@ impl Pipeline {
             Ok(mut a) => std::mem::take(&mut *a),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
+    }
+
+    /// The daemon's parts: leave big files to `lane` in recording scans (see
+    /// `scan::bigfile`), and count the bytes hashed in `progress` (its watchdog).
+    pub fn with_lane(
+        mut self,
+        lane: Arc<scan::bigfile::BigFiles>,
+        progress: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Pipeline {
+        self.settings.lane = Some(lane);
+        self.settings.progress = progress;
+        self
+    }
+
+    /// The scan settings for `mode`: only recording scans leave big files to the lane (a
+    /// baseline built silently must hold every file it saw).
+    fn settings_for(&self, mode: Mode) -> ScanSettings {
+        let mut settings = self.settings.clone();
+        if mode != Mode::Record {
+            settings.lane = None;
+        }
+        settings
     }
 
     /// Wake `wake` after each commit that queued alerts.
@@ -285,7 +318,7 @@ impl Pipeline {
         let walker = {
             let (policy, settings, baseline, pool) = (
                 self.policy.clone(),
-                self.settings.clone(),
+                self.settings_for(mode),
                 baseline.clone(),
                 self.pool.clone(),
             );
@@ -345,15 +378,8 @@ impl Pipeline {
                     (o, old)
                 })
                 .collect();
-            self.add_outcomes(
-                pairs,
-                mode,
-                source,
-                &mut pending,
-                &mut report.deferred,
-                &mut renames,
-            )
-            .await?;
+            self.add_outcomes(pairs, mode, source, &mut pending, &mut report, &mut renames)
+                .await?;
             if batch_full(&pending) {
                 self.flush(&mut pending, mode, &mut report).await?;
             }
@@ -373,7 +399,8 @@ impl Pipeline {
             self.flush(&mut pending, mode, &mut report).await?;
             return Ok(report);
         }
-        let gone = self.add_gone(&baseline, &seen, &walk, in_scope, mode, source);
+        let mut gone = self.add_gone(&baseline, &seen, &walk, in_scope, mode, source);
+        hold_for_big(&mut gone, &baseline, &mut report);
         let mut drafts = renames.pair(self, gone);
         drafts.extend(renames.release());
         self.finish(drafts, &mut pending, &mut report.deferred)
@@ -437,4 +464,26 @@ impl Pipeline {
         });
         Draft::removed(path, old, event)
     }
+}
+
+/// Keep back the removals that may be the old name of a big file left to the lane (same
+/// inode): they are scanned again with it (see [`ScanReport::held_for_big`]).
+fn hold_for_big(
+    gone: &mut Vec<Draft>,
+    baseline: &HashMap<PathBuf, Recorded>,
+    report: &mut ScanReport,
+) {
+    if report.big_inodes.is_empty() {
+        return;
+    }
+    let inodes = std::mem::take(&mut report.big_inodes);
+    gone.retain(|d| {
+        let same = baseline
+            .get(&d.path)
+            .is_some_and(|r| r.state.kind == FileKind::File && inodes.contains(&r.state.inode));
+        if same {
+            report.held_for_big.push(d.path.clone());
+        }
+        !same
+    });
 }

@@ -96,7 +96,7 @@ impl Pipeline {
         mode: Mode,
         source: Source,
         batch: &mut Batch,
-        deferred: &mut Vec<PathBuf>,
+        report: &mut ScanReport,
         renames: &mut Renames,
     ) -> Result<(), StoreError> {
         // Old texts for the diffs of modified text files, fetched in one query.
@@ -119,6 +119,10 @@ impl Pipeline {
         for (o, old) in outcomes {
             match o {
                 Outcome::Vanished(_) => {}
+                Outcome::Pending { path, inode } => {
+                    report.big_files.push(path);
+                    report.big_inodes.insert(inode);
+                }
                 Outcome::Same(path) => {
                     // Sensitive by a new rule: forget its content now.
                     if let Some(old) = old
@@ -143,7 +147,7 @@ impl Pipeline {
         }
         // Added files wait for this scan's removals (a pair is one `renamed`).
         let drafts = renames.hold(drafts);
-        self.finish(drafts, batch, deferred).await
+        self.finish(drafts, batch, &mut report.deferred).await
     }
 
     /// Explain the drafts' events and stamp their baseline rows (on a blocking thread: the

@@ -101,7 +101,7 @@ impl Pipeline {
         let walker = {
             let (policy, settings, pool) = (
                 self.policy.clone(),
-                self.settings.clone(),
+                self.settings_for(mode),
                 self.pool.clone(),
             );
             tokio::task::spawn_blocking(move || {
@@ -161,15 +161,8 @@ impl Pipeline {
                         .iter()
                         .filter(|(o, _)| matches!(o, Outcome::Entry(s) if s.hashed_at_ns != 0))
                         .count() as u64;
-                    self.add_outcomes(
-                        pairs,
-                        mode,
-                        source,
-                        &mut pending,
-                        &mut report.deferred,
-                        &mut renames,
-                    )
-                    .await?;
+                    self.add_outcomes(pairs, mode, source, &mut pending, &mut report, &mut renames)
+                        .await?;
                 }
                 Item::Gone(rows) => {
                     let mut rows = rows.into_iter().peekable();
@@ -224,16 +217,8 @@ impl Pipeline {
         // The last batch (with the scan's meta) commits after every other one, before we return.
         self.settle(&mut report, &mut inflight).await?;
         self.flush(&mut pending, mode, &mut report).await?;
-        release_free_memory();
+        // An idle daemon does not keep the peak of its last scan.
+        crate::memory::release_free_memory();
         Ok(report)
-    }
-}
-
-/// Give the memory a scan freed back to the system, so an idle daemon does not keep the peak
-/// of its last scan (glibc keeps freed heap in its arenas otherwise).
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks glibc's own free lists; it takes no pointer of ours.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::policy::Policy;
 
 pub mod attrs;
+pub mod bigfile;
 mod dirwalk;
 pub mod reach;
 mod walk;
@@ -34,6 +35,23 @@ pub struct ScanSettings {
     pub full: bool,
     /// Bytes per second all hashing threads may read together (`daemon.hash_rate`).
     pub rate: Option<std::sync::Arc<governor::RateLimit>>,
+    /// The daemon's big-file lane: big files whose content must be read are left to it
+    /// (see [`bigfile`]); `None` hashes every file inline.
+    pub lane: Option<std::sync::Arc<bigfile::BigFiles>>,
+    /// Bytes read for hashing with these settings (all threads): the daemon feeds its
+    /// watchdog while this advances, so a long hash is never mistaken for a hang.
+    pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ScanSettings {
+    /// Account for `n` bytes read for hashing: counted, then paced by the rate limit.
+    fn account(&self, n: usize) {
+        self.progress
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = &self.rate {
+            r.consume(n);
+        }
+    }
 }
 
 /// One path as read now.
@@ -60,13 +78,15 @@ pub enum Outcome {
     Same(PathBuf),
     /// Gone between listing and reading (or never there).
     Vanished(PathBuf),
+    /// A big file to be hashed on the lane first ([`bigfile`]): nothing is written for it now.
+    Pending { path: PathBuf, inode: u64 },
 }
 
 impl Outcome {
     pub fn path(&self) -> &Path {
         match self {
             Outcome::Entry(s) => &s.path,
-            Outcome::Same(p) | Outcome::Vanished(p) => p,
+            Outcome::Same(p) | Outcome::Vanished(p) | Outcome::Pending { path: p, .. } => p,
         }
     }
 }
@@ -124,7 +144,7 @@ pub fn scan_path(
         }
     };
     let at = reached.path();
-    if seen == Seen::File && known.is_none() {
+    if seen == Seen::File && known.is_none() && settings.lane.is_none() {
         // A new regular file (an init): open it straight away, one stat fewer. If it is no
         // longer a regular file (or is gone), the lstat path below looks again.
         let name_sensitive = policy.is_sensitive_path(path);
@@ -184,6 +204,22 @@ pub fn scan_path(
                     attrs: Some(attrs::read(at, true, None)),
                     ..k.state.clone()
                 };
+                return Outcome::Entry(scanned);
+            }
+            if let Some(lane) = settings
+                .lane
+                .as_ref()
+                .filter(|l| state.size >= l.threshold())
+            {
+                let Some(done) = lane.matching(path, &state) else {
+                    return Outcome::Pending {
+                        path: path.to_path_buf(),
+                        inode: state.inode,
+                    };
+                };
+                scanned.state = done.state;
+                scanned.sensitive = name_sensitive || done.holds_private_key;
+                scanned.hashed_at_ns = done.hashed_at_ns;
                 return Outcome::Entry(scanned);
             }
             scanned.hashed_at_ns = now_ns();
@@ -302,9 +338,7 @@ fn hash_file(
         // mtime/ctime, so the next scan looks again.
         let mut data = Vec::with_capacity(meta.size() as usize);
         let n = (&mut file).take(meta.size()).read_to_end(&mut data)?;
-        if let Some(r) = &settings.rate {
-            r.consume(n);
-        }
+        settings.account(n);
         hasher.update(&data);
         key_scan.feed(&data);
         if data.len() as u64 > keep_limit {
@@ -370,9 +404,7 @@ fn stream_rest(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if let Some(r) = &settings.rate {
-            r.consume(n);
-        }
+        settings.account(n);
         let chunk = &buf[..n];
         hasher.update(chunk);
         key_scan.feed(chunk);

@@ -254,6 +254,12 @@ impl Daemon {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Another handle on the notify socket, for a reader thread that timestamps datagrams
+    /// (what it reads is not in [`Daemon::messages`]).
+    pub fn notify_socket(&self) -> UnixDatagram {
+        self.notify.try_clone().expect("clone the notify socket")
+    }
+
     /// Read datagrams until one satisfies `pred` (searching those already received first).
     pub fn wait_message(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
         if let Some(m) = self.messages.iter().find(|m| pred(m)) {
