@@ -292,6 +292,64 @@ fn an_edit_while_dpkg_runs_waits_then_is_critical() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("waiting for it to record its digests"));
 }
 
+/// While dpkg holds its lock the daemon gathers real-time changes and records them when the
+/// transaction ends (in one pass, which costs the upgrade less): a change made meanwhile waits
+/// for the lock, then is recorded with the upgrade's own events.
+#[test]
+fn daemon_records_changes_made_during_a_transaction_when_it_ends() {
+    if !can_run() {
+        return;
+    }
+    let r = Rig::new("");
+    let v1 = r.hello("1.0-1", "#!/bin/sh\necho 1.0\n");
+    debs::install(&r.root, &v1);
+    let d = r.env.start();
+    let gate = debs::Gate::new(&r.env.base(), "postinst");
+    let v2 = Deb::new("hello", "2.0-1")
+        .file("/usr/bin/hello", b"#!/bin/sh\necho 2.0\n", 0o755)
+        .file("/etc/hello/hello.conf", b"greeting = hi\n", 0o644)
+        .conffile("/etc/hello/hello.conf")
+        .script("postinst", &debs::pause_script(&gate))
+        .build(&r.debs.join("2.0"));
+    let mut dpkg = debs::spawn_dpkg(
+        &r.root,
+        &[
+            "--force-confold",
+            "--force-script-chrootless",
+            "-i",
+            v2.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        gate.wait_reached(Duration::from_secs(30)),
+        "dpkg never reached postinst"
+    );
+    let notes = r.path("/etc/hello/notes.txt");
+    std::fs::write(&notes, "written during the upgrade\n").expect("write");
+    // Far beyond the 50 ms debounce: still held while the lock is.
+    std::thread::sleep(Duration::from_millis(1500));
+    let notes_text = notes.to_string_lossy().to_string();
+    assert!(
+        !r.env.events().iter().any(|e| e["path"] == *notes_text),
+        "recorded while dpkg held its lock"
+    );
+    gate.open();
+    assert!(dpkg.wait().expect("dpkg").success());
+    let bin_text = r.path("/usr/bin/hello").to_string_lossy().to_string();
+    let events = r.env.wait_events("the held events", |ev| {
+        ev.iter().any(|e| e["path"] == *notes_text)
+            && ev
+                .iter()
+                .any(|e| e["path"] == *bin_text && e["package"]["version"] == "2.0-1")
+    });
+    let e = event(&events, &r.path("/usr/bin/hello"));
+    assert_eq!(e["severity"], "low", "{e:#}");
+    assert_eq!(e["package"]["verified"], true, "{e:#}");
+    assert_eq!(event(&events, &notes)["event"], "added");
+    let (status, _) = d.stop();
+    assert!(status.success());
+}
+
 #[test]
 fn daemon_slack_is_quiet_during_an_upgrade_and_loud_for_a_replaced_binary() {
     if !can_run() {

@@ -142,6 +142,8 @@ pub struct Worker {
     /// The actors of real-time changes not recorded yet (deferred, or waiting for the lane).
     deferred_actors: HashMap<PathBuf, Actor>,
     retry_at: Option<tokio::time::Instant>,
+    /// Real-time changes gathered while a package transaction runs, recorded together.
+    held: Option<Held>,
     /// When the database file's identity was last checked.
     file_checked: Option<Instant>,
 }
@@ -151,6 +153,25 @@ const FILE_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often deferred changes are looked at again while a package transaction runs.
 const DEFERRED_RETRY: Duration = Duration::from_secs(1);
+/// While a package transaction runs, real-time changes are gathered until it ends, for this
+/// long at most, and recorded as one unit: dpkg replaces thousands of files and records their
+/// digests after them, so changes recorded at once would mostly be deferred and scanned again.
+/// One unit after the transaction verifies them in one pass, with one commit, and takes
+/// nothing from the upgrade meanwhile. The bound keeps a lock held for long (or on purpose)
+/// from delaying other changes more than this.
+const TRANSACTION_HOLD_MAX: Duration = Duration::from_secs(10);
+/// How often a held unit looks whether the transaction has ended.
+const TRANSACTION_PROBE: Duration = Duration::from_millis(250);
+
+/// Real-time changes waiting for a package transaction to end.
+struct Held {
+    paths: Vec<PathBuf>,
+    actors: HashMap<PathBuf, Actor>,
+    /// Recorded at the latest then, whether or not the transaction ended.
+    until: tokio::time::Instant,
+    /// When to look at the package locks again.
+    probe_at: tokio::time::Instant,
+}
 /// Real-time paths scanned since the last trim that make a burst worth giving back.
 const TRIM_AFTER_PATHS: usize = 1000;
 
@@ -211,6 +232,7 @@ impl Worker {
             deferred: BTreeMap::new(),
             deferred_actors: HashMap::new(),
             retry_at: None,
+            held: None,
             file_checked: None,
         }
     }
@@ -252,7 +274,17 @@ impl Worker {
                     self.retry_at = None;
                     Work::Deferred
                 }
+                _ = sleep_until(self.held.as_ref().map(|h| h.probe_at.min(h.until))) => {
+                    match self.release_held() {
+                        Some(work) => work,
+                        None => continue,
+                    }
+                }
                 Some(path) = self.lane.done.recv() => Work::Hashed(path),
+            };
+            let work = match self.hold(work) {
+                Some(work) => work,
+                None => continue,
             };
             let redo = Redo::of(&work);
             let result = watched(&hb, self.handle(work)).await;
@@ -326,6 +358,46 @@ impl Worker {
             self.heartbeat.beat(None);
         }
         true
+    }
+
+    /// Real-time changes that come while a package transaction runs (or while earlier ones
+    /// are held) join the held unit (`None`); anything else goes ahead.
+    fn hold(&mut self, work: Work) -> Option<Work> {
+        let Work::Paths { paths, actors } = work else {
+            return Some(work);
+        };
+        if self.held.is_none() && !self.pipeline.explain.transaction_running() {
+            return Some(Work::Paths { paths, actors });
+        }
+        let now = tokio::time::Instant::now();
+        let held = self.held.get_or_insert_with(|| Held {
+            paths: Vec::new(),
+            actors: HashMap::new(),
+            until: now + TRANSACTION_HOLD_MAX,
+            probe_at: now + TRANSACTION_PROBE,
+        });
+        held.paths.extend(paths);
+        // The last writer of a path wins, as in the debouncer.
+        held.actors.extend(actors);
+        None
+    }
+
+    /// The held changes as one unit once the transaction ended or the hold is over; else
+    /// `None` and the next look is scheduled.
+    fn release_held(&mut self) -> Option<Work> {
+        let now = tokio::time::Instant::now();
+        let held = self.held.as_mut()?;
+        if now < held.until && self.pipeline.explain.transaction_running() {
+            held.probe_at = now + TRANSACTION_PROBE;
+            return None;
+        }
+        let Held {
+            mut paths, actors, ..
+        } = self.held.take()?;
+        // A path changed in several debounce windows is scanned once.
+        paths.sort();
+        paths.dedup();
+        Some(Work::Paths { paths, actors })
     }
 
     /// At least once a minute (between units of work): is the database file still ours?

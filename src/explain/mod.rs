@@ -173,6 +173,11 @@ impl Explainer {
         slots
     }
 
+    /// Is a package manager's transaction running now (its lock held)? A few `fcntl` probes.
+    pub fn transaction_running(&self) -> bool {
+        self.slots().iter().any(|s| s.db.transaction_running())
+    }
+
     /// `dpkg (84213 paths), rpm (0 paths)` or `none`, for the startup log and `status`.
     pub fn describe(&self) -> String {
         let slots = self.slots();
