@@ -8,6 +8,7 @@ use fimd::cli::Cli;
 use fimd::commands::{self, Exit};
 
 fn main() -> ExitCode {
+    fimd::memory::limit_arenas();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

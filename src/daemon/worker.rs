@@ -382,6 +382,33 @@ impl Worker {
         None
     }
 
+    /// Scan paths that waited (deferred, or behind a big file) with the actors kept for them;
+    /// actors not used this time wait on with their paths.
+    async fn scan_waiting(
+        &mut self,
+        paths: Vec<PathBuf>,
+        source: Source,
+        what: &str,
+    ) -> Result<(), StoreError> {
+        let actors = paths
+            .iter()
+            .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
+            .collect();
+        self.pipeline.set_actors(actors);
+        let hb = &self.heartbeat;
+        let report = self
+            .pipeline
+            .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
+            .await;
+        for (p, a) in self.pipeline.take_actors() {
+            self.deferred_actors.insert(p, a);
+        }
+        let report = report?;
+        log_report(what, &report);
+        self.later(report, source);
+        Ok(())
+    }
+
     /// The held changes as one unit once the transaction ended or the hold is over; else
     /// `None` and the next look is scheduled.
     fn release_held(&mut self) -> Option<Work> {
@@ -512,23 +539,7 @@ impl Worker {
                 let source = self.for_lane.remove(&path).unwrap_or(Source::Inotify);
                 let mut paths = vec![path];
                 paths.extend(std::mem::take(&mut self.held_for_big).into_keys());
-                let actors = paths
-                    .iter()
-                    .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
-                    .collect();
-                self.pipeline.set_actors(actors);
-                let hb = &self.heartbeat;
-                let report = self
-                    .pipeline
-                    .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
-                    .await;
-                for (p, a) in self.pipeline.take_actors() {
-                    self.deferred_actors.insert(p, a);
-                }
-                let report = report?;
-                log_report("big file", &report);
-                self.later(report, source);
-                Ok(())
+                self.scan_waiting(paths, source, "big file").await
             }
             Work::Deferred => {
                 let mut by_source: BTreeMap<&'static str, (Source, Vec<PathBuf>)> = BTreeMap::new();
@@ -540,22 +551,7 @@ impl Worker {
                         .push(path);
                 }
                 for (_, (source, paths)) in by_source {
-                    let hb = &self.heartbeat;
-                    let actors = paths
-                        .iter()
-                        .filter_map(|p| self.deferred_actors.remove(p).map(|a| (p.clone(), a)))
-                        .collect();
-                    self.pipeline.set_actors(actors);
-                    let report = self
-                        .pipeline
-                        .scan_paths(Mode::Record, paths, source, &|_| hb.beat(None))
-                        .await;
-                    for (p, a) in self.pipeline.take_actors() {
-                        self.deferred_actors.insert(p, a);
-                    }
-                    let report = report?;
-                    log_report("deferred", &report);
-                    self.later(report, source);
+                    self.scan_waiting(paths, source, "deferred").await?;
                 }
                 Ok(())
             }
