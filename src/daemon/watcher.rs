@@ -565,18 +565,14 @@ impl Reader {
             }
             paths.push(path);
         }
-        if !out_of_watches.is_empty() {
-            self.send(WatchMsg::MaxWatches(out_of_watches));
-        }
-        if !paths.is_empty() {
-            paths.dedup();
-            anchors.dedup();
-            self.send(WatchMsg::Paths {
-                paths,
-                anchors,
-                actors: Vec::new(),
-            });
-        }
+        send_batch(
+            &self.tx,
+            &self.overflow,
+            out_of_watches,
+            paths,
+            anchors,
+            Vec::new(),
+        );
     }
 }
 
@@ -704,23 +700,47 @@ impl FanReader {
                 paths.push(path);
             }
         }
-        if !out_of_watches.is_empty() {
-            self.send(WatchMsg::MaxWatches(out_of_watches));
-        }
-        if !paths.is_empty() {
-            paths.dedup();
-            anchors.dedup();
-            self.send(WatchMsg::Paths {
-                paths,
-                anchors,
-                actors,
-            });
-        }
+        send_batch(
+            &self.tx,
+            &self.overflow,
+            out_of_watches,
+            paths,
+            anchors,
+            actors,
+        );
     }
 }
 
 /// Hand a message to the daemon without ever blocking: when its channel is full, set the
 /// overflow flag instead (the daemon turns it into a full rescan).
+/// What one read of the kernel's queue found, for either backend: the directories that could
+/// not be watched, then the changed paths (one message each, when there are any).
+fn send_batch(
+    tx: &mpsc::Sender<WatchMsg>,
+    overflow: &AtomicBool,
+    out_of_watches: Vec<PathBuf>,
+    mut paths: Vec<PathBuf>,
+    mut anchors: Vec<PathBuf>,
+    actors: Vec<(PathBuf, Actor)>,
+) {
+    if !out_of_watches.is_empty() {
+        send(tx, overflow, WatchMsg::MaxWatches(out_of_watches));
+    }
+    if !paths.is_empty() {
+        paths.dedup();
+        anchors.dedup();
+        send(
+            tx,
+            overflow,
+            WatchMsg::Paths {
+                paths,
+                anchors,
+                actors,
+            },
+        );
+    }
+}
+
 fn send(tx: &mpsc::Sender<WatchMsg>, overflow: &AtomicBool, msg: WatchMsg) {
     match tx.try_send(msg) {
         Ok(()) => {}
