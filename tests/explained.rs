@@ -59,6 +59,32 @@ impl Rig {
             .build(&self.debs.join(version))
     }
 
+    /// Start `dpkg -i` of hello 2.0-1, whose postinst holds dpkg (and its lock) after the new
+    /// file and digests are in place; returns once it is there (open the gate to go on).
+    fn upgrade_paused_in_postinst(&self) -> (debs::Gate, std::process::Child) {
+        let gate = debs::Gate::new(&self.env.base(), "postinst");
+        let v2 = Deb::new("hello", "2.0-1")
+            .file("/usr/bin/hello", b"#!/bin/sh\necho 2.0\n", 0o755)
+            .file("/etc/hello/hello.conf", b"greeting = hi\n", 0o644)
+            .conffile("/etc/hello/hello.conf")
+            .script("postinst", &debs::pause_script(&gate))
+            .build(&self.debs.join("2.0"));
+        let dpkg = debs::spawn_dpkg(
+            &self.root,
+            &[
+                "--force-confold",
+                "--force-script-chrootless",
+                "-i",
+                v2.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(
+            gate.wait_reached(Duration::from_secs(30)),
+            "dpkg never reached postinst"
+        );
+        (gate, dpkg)
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         self.root.join(p.trim_start_matches('/'))
     }
@@ -235,27 +261,7 @@ fn an_edit_while_dpkg_runs_waits_then_is_critical() {
     let v1 = r.hello("1.0-1", "#!/bin/sh\necho 1.0\n");
     debs::install(&r.root, &v1);
     r.init();
-    // v2's postinst holds dpkg (and its lock) after the new file and digests are in place.
-    let gate = debs::Gate::new(&r.env.base(), "postinst");
-    let v2 = Deb::new("hello", "2.0-1")
-        .file("/usr/bin/hello", b"#!/bin/sh\necho 2.0\n", 0o755)
-        .file("/etc/hello/hello.conf", b"greeting = hi\n", 0o644)
-        .conffile("/etc/hello/hello.conf")
-        .script("postinst", &debs::pause_script(&gate))
-        .build(&r.debs.join("2.0"));
-    let mut dpkg = debs::spawn_dpkg(
-        &r.root,
-        &[
-            "--force-confold",
-            "--force-script-chrootless",
-            "-i",
-            v2.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(
-        gate.wait_reached(Duration::from_secs(30)),
-        "dpkg never reached postinst"
-    );
+    let (gate, mut dpkg) = r.upgrade_paused_in_postinst();
     // In the window: someone edits the freshly installed binary.
     let bin = r.path("/usr/bin/hello");
     std::fs::write(&bin, "#!/bin/sh\necho evil\n").expect("edit");
@@ -304,26 +310,7 @@ fn daemon_records_changes_made_during_a_transaction_when_it_ends() {
     let v1 = r.hello("1.0-1", "#!/bin/sh\necho 1.0\n");
     debs::install(&r.root, &v1);
     let d = r.env.start();
-    let gate = debs::Gate::new(&r.env.base(), "postinst");
-    let v2 = Deb::new("hello", "2.0-1")
-        .file("/usr/bin/hello", b"#!/bin/sh\necho 2.0\n", 0o755)
-        .file("/etc/hello/hello.conf", b"greeting = hi\n", 0o644)
-        .conffile("/etc/hello/hello.conf")
-        .script("postinst", &debs::pause_script(&gate))
-        .build(&r.debs.join("2.0"));
-    let mut dpkg = debs::spawn_dpkg(
-        &r.root,
-        &[
-            "--force-confold",
-            "--force-script-chrootless",
-            "-i",
-            v2.to_str().expect("utf-8"),
-        ],
-    );
-    assert!(
-        gate.wait_reached(Duration::from_secs(30)),
-        "dpkg never reached postinst"
-    );
+    let (gate, mut dpkg) = r.upgrade_paused_in_postinst();
     let notes = r.path("/etc/hello/notes.txt");
     std::fs::write(&notes, "written during the upgrade\n").expect("write");
     // Far beyond the 50 ms debounce: still held while the lock is.
